@@ -1,0 +1,274 @@
+//! The contract between wharf and its deployer plugins.
+//!
+//! A plugin (docker, compose, script, …) implements [`Deployer`] and is
+//! registered by name in a [`Registry`]. wharf calls it twice in a project's
+//! life:
+//!
+//! 1. [`Deployer::validate`] when a project file loads, with the plugin's own
+//!    table (`[script]`, `[docker]`, … merged with the stage's override), so a
+//!    typo is reported with the file, not when a push arrives;
+//! 2. [`Deployer::deploy`] when a deployment runs, with a [`DeployRequest`] that
+//!    says what to deploy and a [`DeployContext`] that carries the only things
+//!    a plugin may touch: a log sink and a cancellation token.
+//!
+//! Optional capabilities (image inspection for auto-created projects) are
+//! reached through `as_*` methods that default to `None`, so a plugin that
+//! cannot inspect images simply does not implement them.
+//!
+//! This crate depends on neither Rocket nor bollard: plugins depend on it,
+//! never on the daemon.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+pub use tokio_util::sync::CancellationToken;
+
+/// A deployer's settings: its TOML table from the project file, with the
+/// stage's table merged over the project's.
+pub type Settings = toml::Table;
+
+/// What to deploy. Every string here has been validated by wharf before the
+/// plugin sees it (reference grammar for repository, tag and digest), but a
+/// plugin must still never pass them through a shell.
+#[derive(Debug, Clone)]
+pub struct DeployRequest {
+    /// Unique id of this deployment (a UUID), for labels and logs.
+    pub deployment_id: String,
+    pub project: String,
+    pub stage: String,
+    /// Normalized repository, e.g. `docker.io/library/nginx`, `localhost:5000/acme/web`.
+    pub repository: String,
+    pub tag: String,
+    /// `sha256:…` when the sender said which manifest was pushed.
+    pub digest: Option<String>,
+    /// The plugin's settings for this stage, already accepted by [`Deployer::validate`].
+    pub settings: Settings,
+}
+
+impl DeployRequest {
+    /// `repository:tag`, the image the deployment is about.
+    pub fn image(&self) -> String {
+        format!("{}:{}", self.repository, self.tag)
+    }
+
+    /// The most exact reference to pull: by digest when the sender gave one,
+    /// so that a tag moved in between cannot change what is deployed.
+    pub fn pull_reference(&self) -> String {
+        match &self.digest {
+            Some(digest) => format!("{}@{}", self.repository, digest),
+            None => self.image(),
+        }
+    }
+}
+
+/// Which stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    /// wharf's or the plugin's own account of what it does.
+    Wharf,
+    Stdout,
+    Stderr,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Wharf => "wharf",
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
+}
+
+/// One line of a deployment's log.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub stream: LogStream,
+    pub text: String,
+}
+
+/// Where a plugin writes its deployment's log. Cheap to clone; lines are
+/// stored by wharf with the deployment. Sending never blocks the plugin: if
+/// wharf is gone (shutdown), lines are dropped rather than stall a deploy.
+#[derive(Debug, Clone)]
+pub struct LogSink {
+    sender: mpsc::UnboundedSender<LogLine>,
+}
+
+impl LogSink {
+    /// A sink and the receiving end that wharf drains into its store.
+    pub fn channel() -> (LogSink, mpsc::UnboundedReceiver<LogLine>) {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        (LogSink { sender }, receiver)
+    }
+
+    pub fn line(&self, stream: LogStream, text: impl Into<String>) {
+        let _ = self.sender.send(LogLine {
+            stream,
+            text: text.into(),
+        });
+    }
+
+    /// A line of the plugin's own narration ("pulling …", "container healthy").
+    pub fn info(&self, text: impl Into<String>) {
+        self.line(LogStream::Wharf, text);
+    }
+}
+
+/// What a plugin may touch while it deploys, and nothing else.
+#[derive(Debug, Clone)]
+pub struct DeployContext {
+    pub log: LogSink,
+    /// Cancelled when wharf shuts down past its grace period or the deployment
+    /// is abandoned. A plugin should stop promptly and leave the service as it
+    /// was (roll back what it started).
+    pub cancel: CancellationToken,
+}
+
+/// How a deployment ended, seen from the plugin.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOutcome {
+    /// A one-line summary for history and notifications ("exit status 0 in 1.2s").
+    pub summary: String,
+}
+
+/// Why a deployment failed. The message goes to the deployment log and its
+/// status; it must say what an operator needs to fix.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DeployError {
+    /// The settings were rejected (should have been caught by `validate`).
+    #[error("invalid settings: {0}")]
+    Settings(String),
+    /// The deployment ran and did not succeed; the plugin has restored the
+    /// previous version where it had one.
+    #[error("{0}")]
+    Failed(String),
+    /// The deployment did not finish within its time limit.
+    #[error("timed out after {}", humanize(*.0))]
+    TimedOut(Duration),
+    /// The deployment was cancelled (shutdown).
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+    /// Something the plugin depends on is not reachable (the Docker engine, a
+    /// registry): nothing was changed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+fn humanize(duration: Duration) -> String {
+    let secs = duration.as_secs_f64();
+    if secs >= 60.0 && duration.subsec_nanos() == 0 && duration.as_secs() % 60 == 0 {
+        format!("{}m", duration.as_secs() / 60)
+    } else {
+        format!("{secs:.1}s")
+    }
+}
+
+/// A settings table was rejected by its plugin. `path` names the key inside
+/// the table when the plugin knows it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SettingsError {
+    pub message: String,
+}
+
+impl SettingsError {
+    pub fn new(message: impl Into<String>) -> Self {
+        SettingsError {
+            message: message.into(),
+        }
+    }
+}
+
+/// What an image declares about itself, for auto-created projects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// EXPOSEd ports as the image declares them: `80/tcp`, `53/udp`.
+    pub exposed_ports: Vec<String>,
+    pub labels: HashMap<String, String>,
+    /// True when the image has a HEALTHCHECK.
+    pub has_healthcheck: bool,
+}
+
+/// Optional capability: look inside an image (pulling it if needed).
+#[async_trait]
+pub trait ImageInspector: Send + Sync {
+    /// # Errors
+    /// When the image cannot be pulled or the engine cannot be reached; the
+    /// message says which.
+    async fn inspect_image(&self, reference: &str) -> Result<ImageFacts, String>;
+}
+
+/// A deployer plugin.
+#[async_trait]
+pub trait Deployer: Send + Sync {
+    /// The name projects use in `deployer = "…"`, and the name of its table.
+    fn name(&self) -> &'static str;
+
+    /// Check a settings table when a project file loads.
+    ///
+    /// # Errors
+    /// A message naming the key and what is wrong with it.
+    fn validate(&self, settings: &Settings) -> Result<(), SettingsError>;
+
+    /// Deploy `request`, writing progress to `context.log`.
+    ///
+    /// # Errors
+    /// A [`DeployError`] whose message goes to the deployment's log and status.
+    async fn deploy(
+        &self,
+        request: &DeployRequest,
+        context: &DeployContext,
+    ) -> Result<DeployOutcome, DeployError>;
+
+    /// Whether a deployment that was `running` when wharf died may simply be
+    /// run again. A plugin whose deploy is idempotent (replace a container by
+    /// the same image) says yes; one that runs an operator's arbitrary script
+    /// cannot know, and says no, so the deployment is marked `interrupted`.
+    fn rerun_is_safe(&self, settings: &Settings) -> bool;
+
+    /// The image-inspection capability, when this plugin has it.
+    fn as_image_inspector(&self) -> Option<&dyn ImageInspector> {
+        None
+    }
+}
+
+/// The plugins wharf knows, by name. Built once at start-up.
+#[derive(Clone, Default)]
+pub struct Registry {
+    plugins: HashMap<&'static str, Arc<dyn Deployer>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn register(&mut self, plugin: Arc<dyn Deployer>) {
+        self.plugins.insert(plugin.name(), plugin);
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Deployer>> {
+        self.plugins.get(name)
+    }
+
+    /// Registered names, sorted, for error messages ("expected one of …").
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut names: Vec<_> = self.plugins.keys().copied().collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registry")
+            .field("plugins", &self.names())
+            .finish()
+    }
+}

@@ -1,0 +1,399 @@
+//! The `script` deployer: runs an operator's command to deploy.
+//!
+//! The command is an argv list, never a shell string, and every value that
+//! came from a webhook reaches it only as an environment variable
+//! (`WHARF_PROJECT`, `WHARF_STAGE`, `WHARF_REPOSITORY`, `WHARF_TAG`,
+//! `WHARF_IMAGE`, `WHARF_DIGEST`, `WHARF_DEPLOYMENT_ID`), so no push can
+//! inject a command. The child runs in a process group of its own: on timeout
+//! or cancellation the whole group is terminated, so a script's children do
+//! not outlive a deployment that was given up.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+use serde::Deserialize;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::task::JoinHandle;
+use wharf_plugin_api::{
+    DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, LogSink, LogStream,
+    Settings, SettingsError,
+};
+
+/// Default limit for one run of the command.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
+/// After SIGTERM, how long the group gets before SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// After the command exits, how long we keep reading output that background
+/// children may still hold open before we stop listening.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
+/// Lines longer than this are cut, so one runaway line cannot fill the store.
+const MAX_LINE_BYTES: usize = 8 * 1024;
+
+/// `[script]` as written in a project file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScriptSettings {
+    /// argv: program and arguments.
+    command: Vec<String>,
+    /// A humantime duration, "90s", "5m".
+    #[serde(default)]
+    timeout: Option<String>,
+    /// Working directory of the command; wharf's own when unset.
+    #[serde(default)]
+    workdir: Option<PathBuf>,
+    /// Extra environment for the command (operator-set, not from webhooks).
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+}
+
+impl ScriptSettings {
+    fn parse(settings: &Settings) -> Result<(Self, Duration), SettingsError> {
+        let parsed: ScriptSettings = Settings::try_into(settings.clone())
+            .map_err(|e| SettingsError::new(format!("[script]: {}", e.message())))?;
+        let Some(program) = parsed.command.first() else {
+            return Err(SettingsError::new(
+                "[script] command is empty: give the program and its arguments as a list",
+            ));
+        };
+        if program.trim().is_empty() {
+            return Err(SettingsError::new("[script] command's program is empty"));
+        }
+        let timeout = match &parsed.timeout {
+            None => DEFAULT_TIMEOUT,
+            Some(text) => humantime::parse_duration(text).map_err(|e| {
+                SettingsError::new(format!(
+                    "[script] timeout '{text}' is not a duration like \"90s\" or \"5m\": {e}"
+                ))
+            })?,
+        };
+        if timeout.is_zero() {
+            return Err(SettingsError::new("[script] timeout must be more than 0"));
+        }
+        if let Some(key) = parsed.env.keys().find(|k| k.starts_with("WHARF_")) {
+            return Err(SettingsError::new(format!(
+                "[script] env key '{key}': WHARF_* variables are set by wharf itself"
+            )));
+        }
+        Ok((parsed, timeout))
+    }
+}
+
+/// The script deployer plugin.
+#[derive(Debug, Default)]
+pub struct ScriptDeployer;
+
+impl ScriptDeployer {
+    pub fn new() -> Self {
+        ScriptDeployer
+    }
+}
+
+#[async_trait]
+impl Deployer for ScriptDeployer {
+    fn name(&self) -> &'static str {
+        "script"
+    }
+
+    fn validate(&self, settings: &Settings) -> Result<(), SettingsError> {
+        ScriptSettings::parse(settings).map(|_| ())
+    }
+
+    async fn deploy(
+        &self,
+        request: &DeployRequest,
+        context: &DeployContext,
+    ) -> Result<DeployOutcome, DeployError> {
+        let (settings, timeout) = ScriptSettings::parse(&request.settings)
+            .map_err(|e| DeployError::Settings(e.message))?;
+        let started = Instant::now();
+        let mut child = spawn(&settings, request)?;
+        context.log.info(format!(
+            "started {:?} (pid {}), timeout {}",
+            settings.command,
+            child.id().unwrap_or(0),
+            humantime::format_duration(timeout)
+        ));
+        let readers = [
+            child
+                .stdout
+                .take()
+                .map(|out| forward_lines(out, LogStream::Stdout, context.log.clone())),
+            child
+                .stderr
+                .take()
+                .map(|err| forward_lines(err, LogStream::Stderr, context.log.clone())),
+        ];
+
+        let ending = tokio::select! {
+            status = child.wait() => Ending::Exited(status),
+            _ = tokio::time::sleep(timeout) => Ending::TimedOut,
+            _ = context.cancel.cancelled() => Ending::Cancelled,
+        };
+        let result = match ending {
+            Ending::Exited(status) => {
+                let status = status.map_err(|e| {
+                    DeployError::Failed(format!("could not wait for the command: {e}"))
+                })?;
+                drain(readers).await;
+                judge(status, started.elapsed())
+            }
+            Ending::TimedOut => {
+                terminate_group(&mut child, &context.log).await;
+                drain(readers).await;
+                Err(DeployError::TimedOut(timeout))
+            }
+            Ending::Cancelled => {
+                terminate_group(&mut child, &context.log).await;
+                drain(readers).await;
+                Err(DeployError::Cancelled(
+                    "wharf is shutting down; the command was stopped".into(),
+                ))
+            }
+        };
+        result
+    }
+
+    /// An operator's script may not be idempotent: never re-run it blindly
+    /// after a crash; the deployment is reported `interrupted` instead.
+    fn rerun_is_safe(&self, _settings: &Settings) -> bool {
+        false
+    }
+}
+
+enum Ending {
+    Exited(std::io::Result<ExitStatus>),
+    TimedOut,
+    Cancelled,
+}
+
+fn spawn(settings: &ScriptSettings, request: &DeployRequest) -> Result<Child, DeployError> {
+    let mut command = Command::new(&settings.command[0]);
+    command
+        .args(&settings.command[1..])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // A group of its own, so a timeout can end the script and its children.
+        .process_group(0)
+        .kill_on_drop(true);
+    // The daemon's own WHARF_* settings (WHARF_CONFIG, …) are not the
+    // script's business and would be confused with the deployment's.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("WHARF_") {
+            command.env_remove(key);
+        }
+    }
+    command
+        .envs(&settings.env)
+        .env("WHARF_PROJECT", &request.project)
+        .env("WHARF_STAGE", &request.stage)
+        .env("WHARF_REPOSITORY", &request.repository)
+        .env("WHARF_TAG", &request.tag)
+        .env("WHARF_IMAGE", request.image())
+        .env("WHARF_DIGEST", request.digest.as_deref().unwrap_or(""))
+        .env("WHARF_DEPLOYMENT_ID", &request.deployment_id);
+    if let Some(dir) = &settings.workdir {
+        command.current_dir(dir);
+    }
+    command.spawn().map_err(|e| {
+        DeployError::Failed(format!(
+            "could not start {:?}: {e}",
+            settings.command.first().map(String::as_str).unwrap_or("")
+        ))
+    })
+}
+
+fn judge(status: ExitStatus, elapsed: Duration) -> Result<DeployOutcome, DeployError> {
+    let took = format!("{:.1}s", elapsed.as_secs_f64());
+    if status.success() {
+        return Ok(DeployOutcome {
+            summary: format!("command exited 0 in {took}"),
+        });
+    }
+    let why = match status.code() {
+        Some(code) => format!("command exited with status {code} after {took}"),
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            format!(
+                "command was killed by signal {} after {took}",
+                status.signal().unwrap_or(0)
+            )
+        }
+    };
+    Err(DeployError::Failed(why))
+}
+
+/// SIGTERM to the whole group, then SIGKILL if it lingers.
+async fn terminate_group(child: &mut Child, log: &LogSink) {
+    let Some(pid) = child.id() else { return };
+    let group = Pid::from_raw(pid as i32);
+    log.info(format!("stopping process group {pid} (SIGTERM)"));
+    let _ = killpg(group, Signal::SIGTERM);
+    if tokio::time::timeout(KILL_GRACE, child.wait())
+        .await
+        .is_err()
+    {
+        log.info(format!("process group {pid} still alive: SIGKILL"));
+    }
+    // Kill stragglers of the group even when the leader obeyed SIGTERM.
+    let _ = killpg(group, Signal::SIGKILL);
+    let _ = child.wait().await;
+}
+
+/// Forward a stream into the log, one line at a time, lossy on bad UTF-8.
+fn forward_lines<R>(stream: R, kind: LogStream, log: LogSink) -> JoinHandle<()>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stream);
+        let mut buffer = Vec::new();
+        loop {
+            buffer.clear();
+            match reader.read_until(b'\n', &mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    while buffer.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        buffer.pop();
+                    }
+                    buffer.truncate(MAX_LINE_BYTES);
+                    log.line(kind, String::from_utf8_lossy(&buffer).into_owned());
+                }
+            }
+        }
+    })
+}
+
+/// Wait for the output readers, but not forever: a background child may keep
+/// the pipes open long after the command itself exited.
+async fn drain(readers: [Option<JoinHandle<()>>; 2]) {
+    let deadline = tokio::time::Instant::now() + OUTPUT_DRAIN;
+    for reader in readers.into_iter().flatten() {
+        let abort = reader.abort_handle();
+        if tokio::time::timeout_at(deadline, reader).await.is_err() {
+            abort.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_plugin_api::CancellationToken;
+
+    fn settings(text: &str) -> Settings {
+        text.parse::<Settings>().unwrap()
+    }
+
+    fn request(settings: Settings) -> DeployRequest {
+        DeployRequest {
+            deployment_id: "d-1".into(),
+            project: "web".into(),
+            stage: "staging".into(),
+            repository: "docker.io/acme/web".into(),
+            tag: "v1; rm -rf /".into(),
+            digest: None,
+            settings,
+        }
+    }
+
+    async fn run(
+        text: &str,
+    ) -> (
+        Result<DeployOutcome, DeployError>,
+        Vec<wharf_plugin_api::LogLine>,
+    ) {
+        let (log, mut lines) = LogSink::channel();
+        let context = DeployContext {
+            log,
+            cancel: CancellationToken::new(),
+        };
+        let result = ScriptDeployer
+            .deploy(&request(settings(text)), &context)
+            .await;
+        drop(context);
+        let mut collected = Vec::new();
+        while let Some(line) = lines.recv().await {
+            collected.push(line);
+        }
+        (result, collected)
+    }
+
+    #[test]
+    fn validate_rejects_bad_tables() {
+        let plugin = ScriptDeployer;
+        assert!(plugin
+            .validate(&settings("command = [\"/bin/true\"]"))
+            .is_ok());
+        for bad in [
+            "command = []",
+            "command = \"/bin/true\"",
+            "comand = [\"/bin/true\"]",
+            "command = [\"/bin/true\"]\ntimeout = \"soon\"",
+            "command = [\"/bin/true\"]\ntimeout = \"0s\"",
+            "command = [\"/bin/true\"]\nenv = { WHARF_TAG = \"x\" }",
+        ] {
+            let error = plugin.validate(&settings(bad)).unwrap_err();
+            assert!(error.message.contains("[script]"), "{bad}: {error}");
+        }
+    }
+
+    #[tokio::test]
+    async fn webhook_values_arrive_as_environment_not_shell() {
+        let (result, lines) =
+            run(r#"command = ["/bin/sh", "-c", "echo \"tag=$WHARF_TAG image=$WHARF_IMAGE\""]"#)
+                .await;
+        assert!(result.is_ok(), "{result:?}");
+        let out: Vec<_> = lines
+            .iter()
+            .filter(|l| l.stream == LogStream::Stdout)
+            .map(|l| l.text.as_str())
+            .collect();
+        assert_eq!(
+            out,
+            ["tag=v1; rm -rf / image=docker.io/acme/web:v1; rm -rf /"]
+        );
+    }
+
+    #[tokio::test]
+    async fn failure_status_and_stderr_are_reported() {
+        let (result, lines) = run(r#"command = ["/bin/sh", "-c", "echo oops >&2; exit 3"]"#).await;
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains("status 3"), "{error}");
+        assert!(lines
+            .iter()
+            .any(|l| l.stream == LogStream::Stderr && l.text == "oops"));
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_group() {
+        let marker = std::env::temp_dir().join(format!("wharf-script-{}", std::process::id()));
+        let text = format!(
+            "command = [\"/bin/sh\", \"-c\", \"(sleep 3; touch {}) & sleep 30\"]\ntimeout = \"300ms\"",
+            marker.display()
+        );
+        let (result, _) = run(&text).await;
+        assert!(
+            matches!(result, Err(DeployError::TimedOut(_))),
+            "{result:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(
+            !marker.exists(),
+            "a child of the script survived the timeout"
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_a_clear_failure() {
+        let (result, _) = run(r#"command = ["/nonexistent/deploy"]"#).await;
+        let error = result.unwrap_err().to_string();
+        assert!(error.contains("/nonexistent/deploy"), "{error}");
+    }
+}

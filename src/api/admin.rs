@@ -1,0 +1,340 @@
+//! The admin API: `Authorization: Bearer <admin_token>` on every route, else
+//! 401. Rotation, projects, deployments, approvals, manual deploys,
+//! rollbacks, metrics.
+
+use rocket::fairing::AdHoc;
+use rocket::http::{ContentType, Status};
+use rocket::request::{FromRequest, Outcome};
+use rocket::serde::json::{json, Json, Value};
+use rocket::{get, post, routes, Request, State};
+use serde::{Deserialize, Serialize};
+
+use super::error::ApiError;
+use super::App;
+use crate::deploy::store::{Deployment, LogEntry, NewDeployment, Query, Status as DeployStatus};
+use crate::reference::is_valid_tag;
+
+pub fn stage() -> AdHoc {
+    AdHoc::on_ignite("admin routes", |rocket| async {
+        rocket.mount(
+            "/",
+            routes![
+                rotate,
+                projects,
+                deployments,
+                deployment,
+                approve,
+                reject,
+                deploy,
+                rollback,
+                metrics
+            ],
+        )
+    })
+}
+
+/// Proof that the request carried the admin token.
+pub struct Admin;
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Admin {
+    type Error = &'static str;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let Some(app) = request.rocket().state::<App>() else {
+            return Outcome::Error((Status::InternalServerError, "no app state"));
+        };
+        let presented = request
+            .headers()
+            .get_one("Authorization")
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim);
+        match presented {
+            Some(token) if app.admin_token_matches(token) => Outcome::Success(Admin),
+            _ => Outcome::Error((Status::Unauthorized, "a valid admin token is required")),
+        }
+    }
+}
+
+#[post("/api/admin/rotate")]
+async fn rotate(_admin: Admin, app: &State<App>) -> Result<Value, ApiError> {
+    let rotated = app.secrets.load().rotated();
+    let state_dir = app.config.state_dir.clone();
+    let saved = rotated.clone();
+    tokio::task::spawn_blocking(move || saved.save(&state_dir))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "cannot write the rotated secret; the old one stays");
+            ApiError::Internal("cannot write settings.toml; the old secret stays in force".into())
+        })?;
+    app.secrets.store(std::sync::Arc::new(rotated.clone()));
+    tracing::info!("webhook secret rotated through the admin API");
+    Ok(json!({
+        "webhook_url": app.webhook_url(&rotated.webhook_secret),
+        "webhook_secret": rotated.webhook_secret,
+    }))
+}
+
+#[derive(Serialize)]
+struct StageView {
+    name: String,
+    tags: Vec<String>,
+    auto_deploy: bool,
+    deployer: String,
+    last_deployment: Option<Deployment>,
+}
+
+#[get("/api/admin/projects")]
+async fn projects(_admin: Admin, app: &State<App>) -> Result<Value, ApiError> {
+    let catalog = app.engine.catalog();
+    let latest = app
+        .engine
+        .store()
+        .call(|store| store.latest_per_stage())
+        .await?;
+    let projects: Vec<Value> = catalog
+        .projects()
+        .map(|project| {
+            let stages: Vec<StageView> = project
+                .stages
+                .values()
+                .map(|stage| StageView {
+                    name: stage.name.clone(),
+                    tags: stage.tags.clone(),
+                    auto_deploy: stage.auto_deploy,
+                    deployer: stage.deployer.clone(),
+                    last_deployment: latest
+                        .iter()
+                        .find(|d| d.project == project.name && d.stage == stage.name)
+                        .cloned(),
+                })
+                .collect();
+            json!({
+                "name": project.name,
+                "image": project.repository,
+                "deployer": project.deployer,
+                "source": project.source,
+                "stages": stages,
+            })
+        })
+        .collect();
+    let errors: Vec<_> = catalog.errors().cloned().collect();
+    Ok(json!({ "projects": projects, "errors": errors }))
+}
+
+#[get("/api/admin/deployments?<project>&<stage>&<status>&<limit>&<before>")]
+async fn deployments(
+    _admin: Admin,
+    app: &State<App>,
+    project: Option<String>,
+    stage: Option<String>,
+    status: Option<String>,
+    limit: Option<u32>,
+    before: Option<String>,
+) -> Result<Value, ApiError> {
+    let status = match status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(text) => Some(DeployStatus::parse(text).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "unknown status '{text}' (one of: {})",
+                DeployStatus::ALL.map(DeployStatus::as_str).join(", ")
+            ))
+        })?),
+    };
+    let limit = limit.unwrap_or(50).clamp(1, 1000);
+    let store = app.engine.store().clone();
+    let page = store
+        .call(move |store| {
+            let before_seq = match before.filter(|b| !b.is_empty()) {
+                Some(id) => Some(store.get(&id)?.map(|d| d.seq).unwrap_or(0)),
+                None => None,
+            };
+            store.list(&Query {
+                project: project.filter(|p| !p.is_empty()),
+                stage: stage.filter(|s| !s.is_empty()),
+                status,
+                before_seq,
+                limit,
+            })
+        })
+        .await?;
+    let next = (page.len() == limit as usize)
+        .then(|| page.last().map(|d| d.id.clone()))
+        .flatten();
+    Ok(json!({ "deployments": page, "next_before": next }))
+}
+
+#[derive(Serialize)]
+struct DeploymentWithLog {
+    #[serde(flatten)]
+    deployment: Deployment,
+    log: Vec<LogEntry>,
+}
+
+#[get("/api/admin/deployments/<id>")]
+async fn deployment(
+    _admin: Admin,
+    app: &State<App>,
+    id: String,
+) -> Result<Json<DeploymentWithLog>, ApiError> {
+    let found = app
+        .engine
+        .store()
+        .call(move |store| match store.get(&id)? {
+            Some(deployment) => {
+                let log = store.log(deployment.seq)?;
+                Ok(Some(DeploymentWithLog { deployment, log }))
+            }
+            None => Ok(None),
+        })
+        .await?;
+    found
+        .map(Json)
+        .ok_or_else(|| ApiError::NoSuchThing("no deployment with that id".into()))
+}
+
+#[post("/api/admin/deployments/<id>/approve")]
+async fn approve(_admin: Admin, app: &State<App>, id: &str) -> Result<Json<Deployment>, ApiError> {
+    match app.engine.approve(id).await? {
+        Some(deployment) => Ok(Json(deployment)),
+        None => Err(not_awaiting(app, id).await),
+    }
+}
+
+#[post("/api/admin/deployments/<id>/reject")]
+async fn reject(_admin: Admin, app: &State<App>, id: &str) -> Result<Json<Deployment>, ApiError> {
+    match app.engine.reject(id).await? {
+        Some(deployment) => Ok(Json(deployment)),
+        None => Err(not_awaiting(app, id).await),
+    }
+}
+
+/// Why an approve or reject did nothing: no such deployment, or not pending.
+async fn not_awaiting(app: &App, id: &str) -> ApiError {
+    let owned = id.to_string();
+    match app.engine.store().call(move |s| s.get(&owned)).await {
+        Ok(Some(deployment)) => ApiError::Conflict(format!(
+            "deployment is {}, not awaiting_approval",
+            deployment.status.as_str()
+        )),
+        Ok(None) => ApiError::NoSuchThing("no deployment with that id".into()),
+        Err(e) => e.into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct DeployBody {
+    project: String,
+    stage: String,
+    tag: String,
+}
+
+#[post("/api/admin/deploy", data = "<body>")]
+async fn deploy(
+    _admin: Admin,
+    app: &State<App>,
+    body: Json<DeployBody>,
+) -> Result<(Status, Json<Deployment>), ApiError> {
+    if !is_valid_tag(&body.tag) {
+        return Err(ApiError::BadRequest(format!("invalid tag '{}'", body.tag)));
+    }
+    let new = new_deployment(app, &body.project, &body.stage, &body.tag, None, "manual")?;
+    record(app, new).await
+}
+
+#[derive(Deserialize)]
+struct RollbackBody {
+    project: String,
+    stage: String,
+}
+
+#[post("/api/admin/rollback", data = "<body>")]
+async fn rollback(
+    _admin: Admin,
+    app: &State<App>,
+    body: Json<RollbackBody>,
+) -> Result<(Status, Json<Deployment>), ApiError> {
+    let (project, stage) = (body.project.clone(), body.stage.clone());
+    let succeeded = app
+        .engine
+        .store()
+        .call(move |store| store.succeeded(&project, &stage, 100))
+        .await?;
+    let Some(current) = succeeded.first() else {
+        return Err(ApiError::Conflict(format!(
+            "{}/{} has no succeeded deployment yet",
+            body.project, body.stage
+        )));
+    };
+    let Some(previous) = succeeded
+        .iter()
+        .find(|d| d.tag != current.tag || d.digest != current.digest)
+    else {
+        return Err(ApiError::Conflict(format!(
+            "{}/{} has no earlier succeeded deployment with another image than {}",
+            body.project, body.stage, current.tag
+        )));
+    };
+    let new = new_deployment(
+        app,
+        &body.project,
+        &body.stage,
+        &previous.tag,
+        previous.digest.clone(),
+        "rollback",
+    )?;
+    record(app, new).await
+}
+
+fn new_deployment(
+    app: &App,
+    project: &str,
+    stage: &str,
+    tag: &str,
+    digest: Option<String>,
+    trigger: &'static str,
+) -> Result<NewDeployment, ApiError> {
+    let catalog = app.engine.catalog();
+    let project = catalog
+        .project(project)
+        .ok_or_else(|| ApiError::NoSuchThing(format!("no project '{project}'")))?;
+    let stage = project.stages.get(stage).ok_or_else(|| {
+        ApiError::NoSuchThing(format!("project '{}' has no stage '{stage}'", project.name))
+    })?;
+    Ok(NewDeployment {
+        project: project.name.clone(),
+        stage: stage.name.clone(),
+        repository: project.repository.clone(),
+        tag: tag.to_string(),
+        digest,
+        deployer: stage.deployer.clone(),
+        // An operator asked for it explicitly: no second approval.
+        status: DeployStatus::Queued,
+        trigger,
+    })
+}
+
+async fn record(app: &App, new: NewDeployment) -> Result<(Status, Json<Deployment>), ApiError> {
+    if !app.engine.is_accepting() {
+        return Err(ApiError::Unavailable);
+    }
+    let recorded = app.engine.submit(vec![new], Vec::new()).await?;
+    let deployment = recorded
+        .and_then(|mut d| d.pop())
+        .ok_or_else(|| ApiError::Internal("deployment not recorded".into()))?;
+    Ok((Status::Accepted, Json(deployment)))
+}
+
+#[get("/metrics")]
+async fn metrics(_admin: Admin, app: &State<App>) -> Result<(ContentType, String), ApiError> {
+    let counts = app
+        .engine
+        .store()
+        .call(|store| store.count_by_status())
+        .await?;
+    Ok((
+        ContentType::new("text", "plain").with_params(("version", "0.0.4")),
+        app.metrics.render(&counts),
+    ))
+}

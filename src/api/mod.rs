@@ -1,0 +1,218 @@
+//! The HTTP API (Rocket): one function builds the app, each area mounts its
+//! own routes through a `stage()` fairing.
+//!
+//! Rocket's own request logging is switched off: it prints request URIs, and
+//! the webhook URI holds the secret. [`RequestLog`] logs every request instead,
+//! with the webhook path redacted.
+
+pub mod admin;
+pub mod error;
+pub mod health;
+pub mod webhook;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use rocket::fairing::{AdHoc, Fairing, Info, Kind};
+use rocket::figment::Figment;
+use rocket::http::{ContentType, Status};
+use rocket::request::{FromRequest, Outcome};
+use rocket::{catch, catchers, Build, Data, Request, Response, Rocket};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use tracing::info;
+
+use crate::config::settings::Secrets;
+use crate::config::DaemonConfig;
+use crate::deploy::engine::Engine;
+use crate::metrics::Metrics;
+
+/// What every route may use, managed by Rocket.
+pub struct App {
+    pub config: Arc<DaemonConfig>,
+    pub secrets: Arc<ArcSwap<Secrets>>,
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+    /// The address actually bound (port 0 resolved), set at liftoff.
+    pub bound: OnceLock<SocketAddr>,
+}
+
+impl App {
+    /// Constant-time comparison of a presented secret with `expected`:
+    /// both are hashed first, so neither content nor length leaks through
+    /// timing.
+    fn same_secret(presented: &str, expected: &str) -> bool {
+        let a = Sha256::digest(presented.as_bytes());
+        let b = Sha256::digest(expected.as_bytes());
+        a.ct_eq(&b).into()
+    }
+
+    pub fn webhook_secret_matches(&self, presented: &str) -> bool {
+        Self::same_secret(presented, &self.secrets.load().webhook_secret)
+    }
+
+    pub fn admin_token_matches(&self, presented: &str) -> bool {
+        Self::same_secret(presented, &self.secrets.load().admin_token)
+    }
+
+    pub fn bound(&self) -> SocketAddr {
+        self.bound.get().copied().unwrap_or(self.config.listen)
+    }
+
+    pub fn webhook_url(&self, secret: &str) -> String {
+        self.config.webhook_url(self.bound(), secret)
+    }
+}
+
+/// Rocket's settings, derived from wharf's: only what wharf decides, none of
+/// Rocket's own config files or `ROCKET_*` variables.
+pub fn rocket_figment(config: &DaemonConfig) -> Figment {
+    Figment::from(rocket::Config::default())
+        .merge(("address", config.listen.ip()))
+        .merge(("port", config.listen.port()))
+        .merge(("log_level", rocket::config::LogLevel::Off))
+        .merge(("cli_colors", false))
+        .merge(("ident", "wharf"))
+        // SIGHUP is wharf's reload signal, not a reason to stop.
+        .merge(("shutdown.signals", ["term"]))
+        .merge(("shutdown.ctrlc", true))
+        .merge(("shutdown.grace", 2))
+        .merge(("shutdown.mercy", 3))
+}
+
+/// Build the whole app.
+pub fn build(app: App, figment: Figment) -> Rocket<Build> {
+    rocket::custom(figment)
+        .manage(app)
+        .attach(RequestLog)
+        .attach(AdHoc::on_liftoff("wharf liftoff", |rocket| {
+            Box::pin(async move {
+                let app = rocket.state::<App>().expect("App is managed");
+                let bound = SocketAddr::new(rocket.config().address, rocket.config().port);
+                let _ = app.bound.set(bound);
+                info!(address = %bound, "wharf is listening");
+                crate::daemon::announce_webhook_url(
+                    &app.webhook_url(&app.secrets.load().webhook_secret),
+                );
+                // Stop taking webhooks the moment shutdown starts: pushes
+                // then get 503 and stay with the sender to retry.
+                let shutdown = rocket.shutdown();
+                let engine = app.engine.clone();
+                tokio::spawn(async move {
+                    shutdown.await;
+                    engine.stop_accepting();
+                });
+            })
+        }))
+        .register("/", catchers![json_catcher])
+        .attach(webhook::stage())
+        .attach(admin::stage())
+        .attach(health::stage())
+}
+
+/// Every error status gets a small JSON body. For 404 this is the one body
+/// every unknown path gets, which a wrong webhook secret must be identical to.
+#[catch(default)]
+fn json_catcher(status: Status, _request: &Request<'_>) -> (Status, (ContentType, String)) {
+    let reason = status.reason_lossy().to_lowercase();
+    (
+        status,
+        (
+            ContentType::JSON,
+            serde_json::json!({ "error": reason }).to_string(),
+        ),
+    )
+}
+
+/// Logs each request: method, path (webhook secret redacted), status, time.
+/// Headers and bodies are never logged.
+pub struct RequestLog;
+
+#[derive(Clone, Copy)]
+struct StartedAt(Instant);
+
+/// The path as it may be logged.
+pub fn redact_path(path: &str) -> &str {
+    if path.starts_with("/api/webhook/") || path == "/api/webhook" {
+        "/api/webhook/<redacted>"
+    } else {
+        path
+    }
+}
+
+#[rocket::async_trait]
+impl Fairing for RequestLog {
+    fn info(&self) -> Info {
+        Info {
+            name: "request log",
+            kind: Kind::Request | Kind::Response,
+        }
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
+        request.local_cache(|| StartedAt(Instant::now()));
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        let started = request.local_cache(|| StartedAt(Instant::now()));
+        info!(
+            method = %request.method(),
+            path = redact_path(request.uri().path().as_str()),
+            status = response.status().code,
+            ms = format!("{:.1}", started.0.elapsed().as_secs_f64() * 1000.0),
+            "request"
+        );
+    }
+}
+
+/// All request headers as (name, value) pairs, for payload detection and
+/// signature checks.
+pub struct RequestHeaders(pub Vec<(String, String)>);
+
+impl RequestHeaders {
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        self.0
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect()
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for RequestHeaders {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(RequestHeaders(
+            request
+                .headers()
+                .iter()
+                .map(|h| (h.name().to_string(), h.value().to_string()))
+                .collect(),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_paths_are_redacted() {
+        assert_eq!(
+            redact_path("/api/webhook/d8f2a1e9-3c4b"),
+            "/api/webhook/<redacted>"
+        );
+        assert_eq!(redact_path("/api/webhook/a/b"), "/api/webhook/<redacted>");
+        assert_eq!(redact_path("/healthz"), "/healthz");
+    }
+
+    #[test]
+    fn secrets_compare_by_content() {
+        assert!(App::same_secret("abc", "abc"));
+        assert!(!App::same_secret("abc", "abd"));
+        assert!(!App::same_secret("", "abc"));
+    }
+}

@@ -1,0 +1,222 @@
+//! The set of projects in force: an immutable snapshot, swapped whole.
+//!
+//! A request loads one snapshot and uses it to the end, and a deployment runs
+//! with the snapshot it started with. Reloading builds a new snapshot and
+//! swaps it in (`ArcSwap`), so readers never lock and never see half a reload.
+//!
+//! A file that fails to load keeps the previous good version of its project
+//! active and records the error; deleting a file removes its project.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use wharf_plugin_api::Registry;
+
+use super::project::{self, Project, ProjectError};
+
+/// One snapshot of all projects.
+#[derive(Debug, Default, Clone)]
+pub struct Catalog {
+    /// By project name (file stem).
+    projects: BTreeMap<String, Arc<Project>>,
+    /// Files that failed to load, by path, with why.
+    errors: BTreeMap<PathBuf, ProjectError>,
+    /// Normalized repository → every project naming it.
+    by_repository: HashMap<String, Vec<Arc<Project>>>,
+}
+
+/// Whether `path` is a project file wharf should read: `*.toml`, not hidden
+/// (editors' and wharf's own temporary files start with `.`).
+pub fn is_project_file(path: &Path) -> bool {
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    !name.starts_with('.') && name.ends_with(".toml") && name.len() > ".toml".len()
+}
+
+/// The project name a file would have.
+pub fn project_name(path: &Path) -> Option<String> {
+    path.file_stem().map(|s| s.to_string_lossy().into_owned())
+}
+
+impl Catalog {
+    /// Read every project file in `dir`. A missing folder is an empty catalog
+    /// (wharf creates it on start); a file that fails is recorded in
+    /// [`Catalog::errors`] and the others still load.
+    pub fn load_dir(dir: &Path, registry: &Registry) -> Catalog {
+        let mut catalog = Catalog::default();
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_project_file(p))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        files.sort();
+        for path in files {
+            catalog.apply_file(&path, registry);
+        }
+        catalog.index();
+        catalog
+    }
+
+    /// A new snapshot with the given files re-read (changed, added or
+    /// deleted); everything else is shared with `self`.
+    pub fn with_files_reloaded(&self, paths: &[PathBuf], registry: &Registry) -> Catalog {
+        let mut next = self.clone();
+        for path in paths.iter().filter(|p| is_project_file(p)) {
+            next.apply_file(path, registry);
+        }
+        next.index();
+        next
+    }
+
+    fn apply_file(&mut self, path: &Path, registry: &Registry) {
+        let Some(name) = project_name(path) else {
+            return;
+        };
+        let text = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.projects.remove(&name);
+                self.errors.remove(path);
+                return;
+            }
+            Err(e) => {
+                self.errors.insert(
+                    path.to_path_buf(),
+                    ProjectError {
+                        file: path.to_path_buf(),
+                        line: 1,
+                        message: format!("cannot read: {e}"),
+                    },
+                );
+                return;
+            }
+        };
+        let parsed = match String::from_utf8(text) {
+            Ok(text) => project::parse(path, &text, registry),
+            Err(_) => Err(ProjectError {
+                file: path.to_path_buf(),
+                line: 1,
+                message: "not UTF-8 text".into(),
+            }),
+        };
+        match parsed {
+            Ok(project) => {
+                self.errors.remove(path);
+                self.projects.insert(name, Arc::new(project));
+            }
+            Err(error) => {
+                self.errors.insert(path.to_path_buf(), error);
+            }
+        }
+    }
+
+    fn index(&mut self) {
+        self.by_repository.clear();
+        for project in self.projects.values() {
+            self.by_repository
+                .entry(project.repository.clone())
+                .or_default()
+                .push(project.clone());
+        }
+    }
+
+    /// Every project naming `repository` (normalized).
+    pub fn matching(&self, repository: &str) -> &[Arc<Project>] {
+        self.by_repository
+            .get(repository)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    pub fn project(&self, name: &str) -> Option<&Arc<Project>> {
+        self.projects.get(name)
+    }
+
+    pub fn projects(&self) -> impl Iterator<Item = &Arc<Project>> {
+        self.projects.values()
+    }
+
+    pub fn errors(&self) -> impl Iterator<Item = &ProjectError> {
+        self.errors.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.projects.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.projects.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        let mut registry = Registry::new();
+        registry.register(Arc::new(wharf_script::ScriptDeployer::new()));
+        registry
+    }
+
+    fn project_text(image: &str, tag: &str) -> String {
+        format!(
+            "image = \"{image}\"\ndeployer = \"script\"\n[script]\ncommand = [\"/bin/true\"]\n[stages.s]\ntags = [\"{tag}\"]\n"
+        )
+    }
+
+    #[test]
+    fn a_bad_file_keeps_the_previous_version_and_others_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let web = dir.path().join("web.toml");
+        std::fs::write(&web, project_text("acme/web", "v*")).unwrap();
+        std::fs::write(dir.path().join("api.toml"), project_text("nginx", "*")).unwrap();
+        std::fs::write(dir.path().join("broken.toml"), "image = ").unwrap();
+        std::fs::write(dir.path().join(".web.toml.123.tmp"), "junk").unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "junk").unwrap();
+
+        let registry = registry();
+        let catalog = Catalog::load_dir(dir.path(), &registry);
+        assert_eq!(catalog.len(), 2);
+        assert_eq!(catalog.errors().count(), 1);
+        assert_eq!(catalog.matching("docker.io/library/nginx").len(), 1);
+        assert_eq!(catalog.matching("docker.io/acme/web").len(), 1);
+
+        std::fs::write(&web, "image = [").unwrap();
+        let next = catalog.with_files_reloaded(std::slice::from_ref(&web), &registry);
+        assert_eq!(
+            next.matching("docker.io/acme/web").len(),
+            1,
+            "old version kept"
+        );
+        assert_eq!(next.errors().count(), 2);
+
+        std::fs::write(&web, project_text("acme/web2", "v*")).unwrap();
+        let next = next.with_files_reloaded(std::slice::from_ref(&web), &registry);
+        assert!(next.matching("docker.io/acme/web").is_empty());
+        assert_eq!(next.matching("docker.io/acme/web2").len(), 1);
+        assert_eq!(next.errors().count(), 1);
+
+        std::fs::remove_file(&web).unwrap();
+        let next = next.with_files_reloaded(std::slice::from_ref(&web), &registry);
+        assert!(next.matching("docker.io/acme/web2").is_empty());
+        assert_eq!(next.len(), 1);
+    }
+
+    #[test]
+    fn several_projects_may_name_one_image() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.toml"), project_text("nginx", "*")).unwrap();
+        std::fs::write(
+            dir.path().join("b.toml"),
+            project_text("docker.io/library/nginx", "*"),
+        )
+        .unwrap();
+        let catalog = Catalog::load_dir(dir.path(), &registry());
+        assert_eq!(catalog.matching("docker.io/library/nginx").len(), 2);
+    }
+}

@@ -1,0 +1,384 @@
+//! One project file, `<projects_dir>/<name>.toml`: parsed, validated, and
+//! resolved into stages that each know their deployer and its settings.
+//!
+//! Every error carries the file's line, so `wharf check` and the admin API can
+//! point an operator at the exact place to fix.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+use wharf_plugin_api::{Registry, Settings};
+use wildmatch::WildMatch;
+
+use super::settings::line_of;
+use crate::reference::{is_valid_tag, normalize_repository};
+
+/// Deployers wharf has a name for; a project naming one that this build does
+/// not include gets a clearer message than "unknown".
+const KNOWN_DEPLOYERS: &[&str] = &["docker", "compose", "script", "swarm"];
+
+/// The deployer used when neither the project nor the stage names one.
+pub const DEFAULT_DEPLOYER: &str = "docker";
+
+/// A project, ready to match pushes against.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The file stem.
+    pub name: String,
+    pub source: PathBuf,
+    /// Normalized repository, `docker.io/library/nginx`.
+    pub repository: String,
+    /// The project-level deployer (a stage may override it).
+    pub deployer: String,
+    pub stages: BTreeMap<String, Stage>,
+}
+
+/// One stage of a project.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    pub name: String,
+    /// The globs as written, for display.
+    pub tags: Vec<String>,
+    matchers: Vec<WildMatch>,
+    pub auto_deploy: bool,
+    pub deployer: String,
+    /// The deployer's table: the project's, with the stage's keys over it.
+    pub settings: Settings,
+}
+
+impl Stage {
+    /// Whether a pushed tag belongs to this stage.
+    pub fn matches(&self, tag: &str) -> bool {
+        self.matchers.iter().any(|m| m.matches(tag))
+    }
+}
+
+/// A project file that could not be used: where and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ProjectError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub message: String,
+}
+
+impl std::fmt::Display for ProjectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.message)
+    }
+}
+
+/// Project and stage names appear in container names, URLs and file names.
+pub fn is_valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 128
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    image: Spanned<String>,
+    #[serde(default)]
+    deployer: Option<Spanned<String>>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    stages: Option<BTreeMap<String, Spanned<RawStage>>>,
+    #[serde(default)]
+    docker: Option<Spanned<Settings>>,
+    #[serde(default)]
+    compose: Option<Spanned<Settings>>,
+    #[serde(default)]
+    script: Option<Spanned<Settings>>,
+    #[serde(default)]
+    swarm: Option<Spanned<Settings>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    tags: Option<Spanned<Vec<String>>>,
+    #[serde(default = "default_true")]
+    auto_deploy: bool,
+    #[serde(default)]
+    deployer: Option<Spanned<String>>,
+    #[serde(default)]
+    docker: Option<Spanned<Settings>>,
+    #[serde(default)]
+    compose: Option<Spanned<Settings>>,
+    #[serde(default)]
+    script: Option<Spanned<Settings>>,
+    #[serde(default)]
+    swarm: Option<Spanned<Settings>>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Parse and validate one project file's text.
+///
+/// # Errors
+/// The first problem found, with its line.
+pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, ProjectError> {
+    let fail = |offset: usize, message: String| ProjectError {
+        file: path.to_path_buf(),
+        line: line_of(text, offset),
+        message,
+    };
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !is_valid_name(&name) {
+        return Err(fail(
+            0,
+            format!("project name '{name}' (the file name) must be letters, digits, '.', '_' or '-', starting with a letter or digit"),
+        ));
+    }
+    let raw: RawProject = toml::from_str(text).map_err(|e| {
+        fail(
+            e.span().map(|s| s.start).unwrap_or(0),
+            e.message().trim().replace('\n', "; "),
+        )
+    })?;
+    let _ = raw.description;
+    let repository = normalize_repository(raw.image.get_ref())
+        .map_err(|e| fail(raw.image.span().start, format!("image: {e}")))?;
+    let project_tables = plugin_tables([
+        ("docker", &raw.docker),
+        ("compose", &raw.compose),
+        ("script", &raw.script),
+        ("swarm", &raw.swarm),
+    ]);
+    let project_deployer = match &raw.deployer {
+        Some(d) => known_deployer(d, registry, &fail)?,
+        None => DEFAULT_DEPLOYER.to_string(),
+    };
+    let raw_stages = raw.stages.unwrap_or_default();
+    if raw_stages.is_empty() {
+        return Err(fail(
+            text.find("[stages").unwrap_or(0),
+            "no stages: add e.g. [stages.prod] with tags = [\"v*\"]".into(),
+        ));
+    }
+    let mut stages = BTreeMap::new();
+    for (stage_name, raw_stage) in raw_stages {
+        let at = raw_stage.span().start;
+        let raw_stage = raw_stage.into_inner();
+        if !is_valid_name(&stage_name) {
+            return Err(fail(
+                at,
+                format!("stage name '{stage_name}' must be letters, digits, '.', '_' or '-'"),
+            ));
+        }
+        let Some(tags) = raw_stage.tags else {
+            return Err(fail(
+                at,
+                format!("stage '{stage_name}' has no tags: add tags = [\"*\"] to match every tag"),
+            ));
+        };
+        let tags_at = tags.span().start;
+        let tags = tags.into_inner();
+        if tags.is_empty() {
+            return Err(fail(
+                tags_at,
+                format!("stage '{stage_name}': tags is empty, so no push could ever match"),
+            ));
+        }
+        if let Some(bad) = tags.iter().find(|t| !is_valid_tag_glob(t)) {
+            return Err(fail(
+                tags_at,
+                format!("stage '{stage_name}': tag pattern '{bad}' can never match a tag (tags are letters, digits, '.', '_', '-'; globs add '*' and '?')"),
+            ));
+        }
+        let deployer = match &raw_stage.deployer {
+            Some(d) => known_deployer(d, registry, &fail)?,
+            None => project_deployer.clone(),
+        };
+        let stage_tables = plugin_tables([
+            ("docker", &raw_stage.docker),
+            ("compose", &raw_stage.compose),
+            ("script", &raw_stage.script),
+            ("swarm", &raw_stage.swarm),
+        ]);
+        let mut settings = project_tables
+            .get(deployer.as_str())
+            .map(|(_, table)| table.clone())
+            .unwrap_or_default();
+        let mut table_at = project_tables.get(deployer.as_str()).map(|(at, _)| *at);
+        if let Some((at, table)) = stage_tables.get(deployer.as_str()) {
+            settings.extend(table.clone());
+            table_at = Some(*at);
+        }
+        let plugin = registry.get(&deployer).ok_or_else(|| {
+            fail(
+                at,
+                format!("stage '{stage_name}': deployer '{deployer}' is not available"),
+            )
+        })?;
+        plugin.validate(&settings).map_err(|e| {
+            fail(
+                table_at.unwrap_or(at),
+                format!("stage '{stage_name}': {}", e.message),
+            )
+        })?;
+        let matchers = tags.iter().map(|t| WildMatch::new(t)).collect();
+        stages.insert(
+            stage_name.clone(),
+            Stage {
+                name: stage_name,
+                tags,
+                matchers,
+                auto_deploy: raw_stage.auto_deploy,
+                deployer,
+                settings,
+            },
+        );
+    }
+    Ok(Project {
+        name,
+        source: path.to_path_buf(),
+        repository,
+        deployer: project_deployer,
+        stages,
+    })
+}
+
+/// A tag glob is a tag with `*` and `?` allowed anywhere.
+fn is_valid_tag_glob(glob: &str) -> bool {
+    if glob.is_empty() || glob.len() > 128 {
+        return false;
+    }
+    let literal: String = glob
+        .chars()
+        .map(|c| if c == '*' || c == '?' { 'a' } else { c })
+        .collect();
+    // Every literal char must be allowed in a tag; the first char rule of the
+    // tag grammar is relaxed since a glob may start with `*`.
+    is_valid_tag(&literal) || is_valid_tag(&format!("a{}", &literal[1..]))
+}
+
+/// The deployer tables (`[docker]`, `[script]`, …) present, by name, with
+/// the offset where each starts.
+fn plugin_tables(
+    tables: [(&'static str, &Option<Spanned<Settings>>); 4],
+) -> BTreeMap<&'static str, (usize, Settings)> {
+    tables
+        .into_iter()
+        .filter_map(|(name, table)| {
+            table
+                .as_ref()
+                .map(|t| (name, (t.span().start, t.get_ref().clone())))
+        })
+        .collect()
+}
+
+fn known_deployer(
+    name: &Spanned<String>,
+    registry: &Registry,
+    fail: &dyn Fn(usize, String) -> ProjectError,
+) -> Result<String, ProjectError> {
+    let text = name.get_ref();
+    if registry.get(text).is_some() {
+        return Ok(text.clone());
+    }
+    let message = if KNOWN_DEPLOYERS.contains(&text.as_str()) {
+        format!(
+            "deployer '{text}' is not available in this build of wharf (available: {})",
+            registry.names().join(", ")
+        )
+    } else {
+        format!(
+            "unknown deployer '{text}' (available: {})",
+            registry.names().join(", ")
+        )
+    };
+    Err(fail(name.span().start, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn registry() -> Registry {
+        let mut registry = Registry::new();
+        registry.register(Arc::new(wharf_script::ScriptDeployer::new()));
+        registry
+    }
+
+    fn load(text: &str) -> Result<Project, ProjectError> {
+        parse(Path::new("/p/web.toml"), text, &registry())
+    }
+
+    const GOOD: &str = r#"
+image = "Registry.example.com:5000/acme/web"
+deployer = "script"
+
+[script]
+command = ["/bin/true"]
+timeout = "1m"
+
+[stages.staging]
+tags = ["main-*", "sha-?"]
+
+[stages.prod]
+tags = ["v*"]
+auto_deploy = false
+
+[stages.prod.script]
+timeout = "5m"
+"#;
+
+    #[test]
+    fn a_good_project_resolves_stages_and_settings() {
+        let project = load(GOOD).unwrap();
+        assert_eq!(project.name, "web");
+        assert_eq!(project.repository, "registry.example.com:5000/acme/web");
+        let staging = &project.stages["staging"];
+        assert!(staging.auto_deploy);
+        assert!(staging.matches("main-3f2a"));
+        assert!(staging.matches("sha-1"));
+        assert!(!staging.matches("sha-12"));
+        assert!(!staging.matches("v1.0"));
+        let prod = &project.stages["prod"];
+        assert!(!prod.auto_deploy);
+        assert_eq!(prod.settings["timeout"].as_str(), Some("5m"));
+        assert_eq!(prod.settings["command"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let cases = [
+            ("image = \"web\"\n[stages.a]\ntags = [\"*\"\n", 4, "expected `]`"),            ("image = \"web\"\ndeployer = \"script\"\n[script]\ncommand = []\n[stages.a]\ntags = [\"*\"]\n", 3, "command is empty"),
+            ("image = \"Web App\"\n", 1, "image"),
+            ("image = \"web\"\n", 1, "no stages"),
+            ("image = \"web\"\ndeployer = \"script\"\n[script]\ncommand = [\"/bin/true\"]\n[stages.a]\nauto_deploy = true\n", 5, "no tags"),
+            ("image = \"web\"\ndeployer = \"kubernetes\"\n[stages.a]\ntags = [\"*\"]\n", 2, "unknown deployer"),
+            ("image = \"web\"\ndeployer = \"swarm\"\n[stages.a]\ntags = [\"*\"]\n", 2, "not available in this build"),
+            ("image = \"web\"\n[stages.a]\ntags = [\"*\"]\n[dockr]\nports = []\n", 4, "dockr"),
+            ("image = \"web\"\ndeployer = \"script\"\n[script]\ncommand = [\"/bin/true\"]\n[stages.a]\ntags = [\"a b\"]\n", 6, "can never match"),
+            ("image = \"web\"\nimage_typo = 1\n", 2, "image_typo"),
+        ];
+        for (text, line, needle) in cases {
+            let error = load(text).unwrap_err();
+            assert_eq!(error.line, line, "{text:?}: {error}");
+            assert!(error.message.contains(needle), "{text:?}: {error}");
+            assert!(error.to_string().starts_with("/p/web.toml:"), "{error}");
+        }
+    }
+
+    #[test]
+    fn names_are_checked() {
+        assert!(is_valid_name("web-1.prod_x"));
+        for bad in ["", "-web", "a/b", "..", "a b", "ünï"] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+        let error = parse(Path::new("/p/-bad.toml"), GOOD, &registry()).unwrap_err();
+        assert!(error.message.contains("project name"), "{error}");
+    }
+}

@@ -1,0 +1,103 @@
+//! `wharf serve`: wire the pieces together and run until SIGTERM/SIGINT.
+//!
+//! Order matters: secrets and projects are loaded and the store is opened
+//! (and recovered) before the listener binds, so the first request already
+//! sees a complete daemon; on shutdown the listener stops first, then
+//! running deployments get their grace period.
+
+use std::io::IsTerminal;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::api::{self, App};
+use crate::config::catalog::Catalog;
+use crate::config::settings::Secrets;
+use crate::config::DaemonConfig;
+use crate::deploy::engine::Engine;
+use crate::deploy::notify;
+use crate::deploy::store::Store;
+use crate::metrics::Metrics;
+use crate::plugins;
+
+/// Run the daemon until it is told to stop.
+///
+/// # Errors
+/// Start-up failed: unreadable settings, a store that cannot be opened, an
+/// address that cannot be bound.
+pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.projects_dir).with_context(|| {
+        format!(
+            "cannot create projects_dir {}",
+            config.projects_dir.display()
+        )
+    })?;
+    let secrets = Secrets::load_or_create(&config.state_dir)?;
+    let registry = plugins::registry();
+    let catalog = Catalog::load_dir(&config.projects_dir, &registry);
+    for error in catalog.errors() {
+        warn!(file = %error.file.display(), line = error.line, "project not loaded: {}", error.message);
+    }
+    info!(
+        projects = catalog.len(),
+        dir = %config.projects_dir.display(),
+        "projects loaded"
+    );
+    let store = Store::open(&config.state_dir, config.store.synchronous_full())
+        .context("cannot open the deployment store")?;
+    let metrics = Arc::new(Metrics::default());
+    let (finished, ended) = mpsc::unbounded_channel();
+    let notifier = tokio::spawn(notify::run(config.notify.clone(), ended));
+    let catalog = Arc::new(ArcSwap::from_pointee(catalog));
+    let engine = Engine::new(
+        store,
+        catalog,
+        registry,
+        config.deploy.max_concurrent,
+        metrics.clone(),
+        finished,
+    );
+    engine
+        .recover()
+        .await
+        .context("cannot recover deployments")?;
+
+    let app = App {
+        config: Arc::new(config.clone()),
+        secrets: Arc::new(ArcSwap::from_pointee(secrets)),
+        engine: engine.clone(),
+        metrics,
+        bound: OnceLock::new(),
+    };
+    let rocket = api::build(app, api::rocket_figment(&config))
+        .ignite()
+        .await
+        .context("cannot start the HTTP server")?;
+    let rocket = rocket.launch().await.map_err(|e| {
+        // Rocket's error type prints its own report on drop; keep ours short.
+        anyhow::anyhow!("cannot serve on {}: {e}", config.listen)
+    })?;
+    drop(rocket);
+    info!(
+        "shutting down: waiting up to {}s for running deployments",
+        config.deploy.shutdown_grace.as_secs()
+    );
+    engine.shutdown(config.deploy.shutdown_grace).await;
+    drop(engine);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), notifier).await;
+    info!("stopped");
+    Ok(())
+}
+
+/// Shown once at start: the full URL on an interactive terminal (a newcomer
+/// needs it), never in the log stream (where it would leak the secret).
+pub fn announce_webhook_url(url: &str) {
+    if std::io::stdout().is_terminal() {
+        println!("wharf webhook URL: {url}");
+    } else {
+        info!("webhook URL: /api/webhook/<redacted> (run `wharf url` to print it)");
+    }
+}

@@ -1,0 +1,730 @@
+//! The deployment history and queue: SQLite in `state_dir/wharf.db`.
+//!
+//! The store is the source of truth for every deployment: the webhook writes
+//! a deployment here (committed) before it answers 2xx, and workers claim the
+//! next one from here, so a crash at any point loses nothing. WAL mode with
+//! `synchronous = NORMAL` makes each commit durable against a crash of wharf
+//! itself (the common case: `kill -9`, OOM, a panic); `[store] synchronous =
+//! "full"` extends that to power loss at the price of an fsync per commit.
+//!
+//! Schema changes are numbered migrations applied in order at open time and
+//! recorded in `PRAGMA user_version`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+/// Each entry moves the schema one version up; never edit a released one.
+const MIGRATIONS: &[&str] = &[
+    // 1: deployments, their logs, and sender event ids already seen.
+    "CREATE TABLE deployments (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        id          TEXT NOT NULL UNIQUE,
+        project     TEXT NOT NULL,
+        stage       TEXT NOT NULL,
+        repository  TEXT NOT NULL,
+        tag         TEXT NOT NULL,
+        digest      TEXT,
+        deployer    TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        trigger     TEXT NOT NULL,
+        reason      TEXT,
+        created_ms  INTEGER NOT NULL,
+        started_ms  INTEGER,
+        finished_ms INTEGER
+    );
+    CREATE INDEX deployments_by_stage ON deployments (project, stage, status, seq);
+    CREATE INDEX deployments_by_status ON deployments (status, seq);
+    CREATE TABLE deployment_logs (
+        deployment_seq INTEGER NOT NULL REFERENCES deployments (seq) ON DELETE CASCADE,
+        line_no        INTEGER NOT NULL,
+        at_ms          INTEGER NOT NULL,
+        stream         TEXT NOT NULL,
+        text           TEXT NOT NULL,
+        PRIMARY KEY (deployment_seq, line_no)
+    ) WITHOUT ROWID;
+    CREATE TABLE seen_events (
+        event_id TEXT PRIMARY KEY,
+        seen_ms  INTEGER NOT NULL
+    ) WITHOUT ROWID;",
+];
+
+/// Lines kept per deployment; beyond this the log says it was cut.
+pub const MAX_LOG_LINES: i64 = 5_000;
+
+/// The life of a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    AwaitingApproval,
+    Running,
+    Succeeded,
+    Failed,
+    Rejected,
+    Superseded,
+    Interrupted,
+}
+
+impl Status {
+    pub const ALL: [Status; 8] = [
+        Status::Queued,
+        Status::AwaitingApproval,
+        Status::Running,
+        Status::Succeeded,
+        Status::Failed,
+        Status::Rejected,
+        Status::Superseded,
+        Status::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::AwaitingApproval => "awaiting_approval",
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Rejected => "rejected",
+            Status::Superseded => "superseded",
+            Status::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// A status no deployment leaves.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            Status::Queued | Status::AwaitingApproval | Status::Running
+        )
+    }
+}
+
+/// A deployment as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct Deployment {
+    #[serde(skip)]
+    pub seq: i64,
+    pub id: String,
+    pub project: String,
+    pub stage: String,
+    pub repository: String,
+    pub tag: String,
+    pub digest: Option<String>,
+    pub deployer: String,
+    pub status: Status,
+    /// What created it: `webhook`, `manual`, `rollback`.
+    pub trigger: String,
+    /// The outcome's summary or error; why it was superseded or interrupted.
+    pub reason: Option<String>,
+    pub created_ms: i64,
+    pub started_ms: Option<i64>,
+    pub finished_ms: Option<i64>,
+}
+
+/// A deployment to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewDeployment {
+    pub project: String,
+    pub stage: String,
+    pub repository: String,
+    pub tag: String,
+    pub digest: Option<String>,
+    pub deployer: String,
+    pub status: Status,
+    pub trigger: &'static str,
+}
+
+/// One stored log line.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogEntry {
+    pub at_ms: i64,
+    pub stream: String,
+    pub text: String,
+}
+
+/// Filters for listing deployments.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    pub project: Option<String>,
+    pub stage: Option<String>,
+    pub status: Option<Status>,
+    /// Only deployments older than this sequence number (pagination).
+    pub before_seq: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("deployment store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("deployment store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(
+        "deployment store was written by a newer wharf (schema {found}, this build knows {known})"
+    )]
+    TooNew { found: i64, known: i64 },
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The store. Cheap to clone. Calls are short and synchronous; async callers
+/// run them on the blocking pool via [`Store::call`].
+#[derive(Clone)]
+pub struct Store {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Store")
+    }
+}
+
+impl Store {
+    /// Open (creating) `state_dir/wharf.db` and migrate it.
+    ///
+    /// # Errors
+    /// The file cannot be opened, is not a wharf store, or is from a newer wharf.
+    pub fn open(state_dir: &Path, full_sync: bool) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(state_dir)?;
+        let connection = Connection::open(state_dir.join("wharf.db"))?;
+        connection.busy_timeout(std::time::Duration::from_secs(5))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(
+            None,
+            "synchronous",
+            if full_sync { "FULL" } else { "NORMAL" },
+        )?;
+        connection.pragma_update(None, "foreign_keys", "ON")?;
+        let store = Store {
+            connection: Arc::new(Mutex::new(connection)),
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (a
+        // transaction not committed is rolled back), so poisoning is ignored.
+        self.connection
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut connection = self.lock();
+        let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let known = MIGRATIONS.len() as i64;
+        if version > known {
+            return Err(StoreError::TooNew {
+                found: version,
+                known,
+            });
+        }
+        for (index, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let transaction = connection.transaction()?;
+            transaction.execute_batch(sql)?;
+            transaction.pragma_update(None, "user_version", index as i64 + 1)?;
+            transaction.commit()?;
+        }
+        Ok(())
+    }
+
+    /// Run `f` with this store on the blocking thread pool.
+    ///
+    /// # Errors
+    /// Whatever `f` returns.
+    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Io(std::io::Error::other(e.to_string())))?
+    }
+
+    /// Record deployments in one transaction. An older `awaiting_approval`
+    /// of a stage that gets a new deployment becomes `superseded`. Event ids
+    /// already seen make the call return `None` (a sender's redelivery).
+    ///
+    /// # Errors
+    /// The write failed: nothing was recorded.
+    pub fn insert(
+        &self,
+        deployments: &[NewDeployment],
+        event_ids: &[String],
+    ) -> Result<Option<Vec<Deployment>>, StoreError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let now = now_ms();
+        for event_id in event_ids {
+            let fresh = transaction.execute(
+                "INSERT OR IGNORE INTO seen_events (event_id, seen_ms) VALUES (?1, ?2)",
+                params![event_id, now],
+            )?;
+            if fresh == 0 {
+                return Ok(None);
+            }
+        }
+        let mut recorded = Vec::with_capacity(deployments.len());
+        for new in deployments {
+            let id = uuid::Uuid::new_v4().to_string();
+            transaction.execute(
+                "UPDATE deployments SET status = 'superseded', finished_ms = ?3,
+                        reason = 'superseded by a newer push (' || ?4 || ') before approval'
+                 WHERE project = ?1 AND stage = ?2 AND status = 'awaiting_approval'",
+                params![new.project, new.stage, now, new.tag],
+            )?;
+            transaction.execute(
+                "INSERT INTO deployments (id, project, stage, repository, tag, digest, deployer,
+                                          status, trigger, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    id,
+                    new.project,
+                    new.stage,
+                    new.repository,
+                    new.tag,
+                    new.digest,
+                    new.deployer,
+                    new.status.as_str(),
+                    new.trigger,
+                    now
+                ],
+            )?;
+            recorded.push(Deployment {
+                seq: transaction.last_insert_rowid(),
+                id,
+                project: new.project.clone(),
+                stage: new.stage.clone(),
+                repository: new.repository.clone(),
+                tag: new.tag.clone(),
+                digest: new.digest.clone(),
+                deployer: new.deployer.clone(),
+                status: new.status,
+                trigger: new.trigger.to_string(),
+                reason: None,
+                created_ms: now,
+                started_ms: None,
+                finished_ms: None,
+            });
+        }
+        transaction.commit()?;
+        Ok(Some(recorded))
+    }
+
+    /// Claim the next deployment of a stage: the newest `queued` one becomes
+    /// `running`; older `queued` ones become `superseded` by it.
+    ///
+    /// # Errors
+    /// The write failed: nothing changed.
+    pub fn claim_next(&self, project: &str, stage: &str) -> Result<Option<Deployment>, StoreError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let newest = transaction
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM deployments
+                     WHERE project = ?1 AND stage = ?2 AND status = 'queued'
+                     ORDER BY seq DESC LIMIT 1"
+                ),
+                params![project, stage],
+                deployment_from_row,
+            )
+            .optional()?;
+        let Some(mut deployment) = newest else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        transaction.execute(
+            "UPDATE deployments SET status = 'superseded', finished_ms = ?4,
+                    reason = 'superseded by ' || ?5 || ' (' || ?6 || ')'
+             WHERE project = ?1 AND stage = ?2 AND status = 'queued' AND seq < ?3",
+            params![
+                project,
+                stage,
+                deployment.seq,
+                now,
+                deployment.id,
+                deployment.tag
+            ],
+        )?;
+        transaction.execute(
+            "UPDATE deployments SET status = 'running', started_ms = ?2 WHERE seq = ?1",
+            params![deployment.seq, now],
+        )?;
+        transaction.commit()?;
+        deployment.status = Status::Running;
+        deployment.started_ms = Some(now);
+        Ok(Some(deployment))
+    }
+
+    /// Whether a stage has anything `queued`.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn has_queued(&self, project: &str, stage: &str) -> Result<bool, StoreError> {
+        Ok(self.lock().query_row(
+            "SELECT EXISTS (SELECT 1 FROM deployments
+                                WHERE project = ?1 AND stage = ?2 AND status = 'queued')",
+            params![project, stage],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Stages with something `queued`, oldest first.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn queued_stages(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT project, stage, MIN(seq) AS first FROM deployments
+             WHERE status = 'queued' GROUP BY project, stage ORDER BY first",
+        )?;
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Move a deployment from one status to another, only if it is still in
+    /// `from` (so two admins approving at once cannot both win).
+    ///
+    /// # Errors
+    /// The write failed.
+    pub fn transition(
+        &self,
+        id: &str,
+        from: Status,
+        to: Status,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let finished = to.is_final().then(now_ms);
+        let changed = self.lock().execute(
+            "UPDATE deployments SET status = ?3, reason = COALESCE(?4, reason),
+                    finished_ms = COALESCE(?5, finished_ms)
+             WHERE id = ?1 AND status = ?2",
+            params![id, from.as_str(), to.as_str(), reason, finished],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Record how a running deployment ended.
+    ///
+    /// # Errors
+    /// The write failed.
+    pub fn finish(&self, seq: i64, status: Status, reason: &str) -> Result<(), StoreError> {
+        self.lock().execute(
+            "UPDATE deployments SET status = ?2, reason = ?3, finished_ms = ?4 WHERE seq = ?1",
+            params![seq, status.as_str(), reason, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Every deployment that was `running` when wharf stopped.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn running(&self) -> Result<Vec<Deployment>, StoreError> {
+        self.list(&Query {
+            status: Some(Status::Running),
+            limit: u32::MAX,
+            ..Query::default()
+        })
+    }
+
+    /// Append log lines to a deployment, up to [`MAX_LOG_LINES`].
+    ///
+    /// # Errors
+    /// The write failed.
+    pub fn append_log(&self, seq: i64, lines: &[(i64, &str, &str)]) -> Result<(), StoreError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let mut next: i64 = transaction.query_row(
+            "SELECT COALESCE(MAX(line_no), 0) FROM deployment_logs WHERE deployment_seq = ?1",
+            params![seq],
+            |r| r.get(0),
+        )?;
+        {
+            let mut insert = transaction.prepare_cached(
+                "INSERT INTO deployment_logs (deployment_seq, line_no, at_ms, stream, text)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (at_ms, stream, text) in lines {
+                if next >= MAX_LOG_LINES {
+                    break;
+                }
+                next += 1;
+                let text = if next == MAX_LOG_LINES {
+                    "… log cut: more lines were written than wharf keeps"
+                } else {
+                    text
+                };
+                insert.execute(params![seq, next, at_ms, stream, text])?;
+            }
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// A deployment's log, in order.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn log(&self, seq: i64) -> Result<Vec<LogEntry>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT at_ms, stream, text FROM deployment_logs
+             WHERE deployment_seq = ?1 ORDER BY line_no",
+        )?;
+        let rows = statement.query_map(params![seq], |r| {
+            Ok(LogEntry {
+                at_ms: r.get(0)?,
+                stream: r.get(1)?,
+                text: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One deployment by id.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn get(&self, id: &str) -> Result<Option<Deployment>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM deployments WHERE id = ?1"),
+                params![id],
+                deployment_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Deployments matching `query`, newest first.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn list(&self, query: &Query) -> Result<Vec<Deployment>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM deployments
+             WHERE (?1 IS NULL OR project = ?1) AND (?2 IS NULL OR stage = ?2)
+               AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR seq < ?4)
+             ORDER BY seq DESC LIMIT ?5"
+        ))?;
+        let rows = statement.query_map(
+            params![
+                query.project,
+                query.stage,
+                query.status.map(Status::as_str),
+                query.before_seq,
+                query.limit
+            ],
+            deployment_from_row,
+        )?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The latest deployment of each (project, stage), and the latest that
+    /// succeeded.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn latest_per_stage(&self) -> Result<Vec<Deployment>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM deployments WHERE seq IN
+               (SELECT MAX(seq) FROM deployments GROUP BY project, stage)"
+        ))?;
+        let rows = statement.query_map([], deployment_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The succeeded deployments of a stage, newest first.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn succeeded(
+        &self,
+        project: &str,
+        stage: &str,
+        limit: u32,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        self.list(&Query {
+            project: Some(project.into()),
+            stage: Some(stage.into()),
+            status: Some(Status::Succeeded),
+            before_seq: None,
+            limit,
+        })
+    }
+
+    /// How many deployments are in each status.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn count_by_status(&self) -> Result<Vec<(Status, i64)>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached("SELECT status, COUNT(*) FROM deployments GROUP BY status")?;
+        let rows = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get(1)?)))?;
+        let mut counts = Vec::new();
+        for row in rows {
+            let (status, count) = row?;
+            if let Some(status) = Status::parse(&status) {
+                counts.push((status, count));
+            }
+        }
+        Ok(counts)
+    }
+}
+
+const COLUMNS: &str = "seq, id, project, stage, repository, tag, digest, deployer, status, \
+                       trigger, reason, created_ms, started_ms, finished_ms";
+
+fn deployment_from_row(row: &Row<'_>) -> rusqlite::Result<Deployment> {
+    let status: String = row.get(8)?;
+    Ok(Deployment {
+        seq: row.get(0)?,
+        id: row.get(1)?,
+        project: row.get(2)?,
+        stage: row.get(3)?,
+        repository: row.get(4)?,
+        tag: row.get(5)?,
+        digest: row.get(6)?,
+        deployer: row.get(7)?,
+        status: Status::parse(&status).unwrap_or(Status::Interrupted),
+        trigger: row.get(9)?,
+        reason: row.get(10)?,
+        created_ms: row.get(11)?,
+        started_ms: row.get(12)?,
+        finished_ms: row.get(13)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(stage: &str, tag: &str, status: Status) -> NewDeployment {
+        NewDeployment {
+            project: "web".into(),
+            stage: stage.into(),
+            repository: "docker.io/acme/web".into(),
+            tag: tag.into(),
+            digest: None,
+            deployer: "script".into(),
+            status,
+            trigger: "webhook",
+        }
+    }
+
+    #[test]
+    fn newest_queued_runs_and_older_ones_are_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        for tag in ["a", "b", "c"] {
+            store.insert(&[new("s", tag, Status::Queued)], &[]).unwrap();
+        }
+        store
+            .insert(&[new("other", "x", Status::Queued)], &[])
+            .unwrap();
+        let claimed = store.claim_next("web", "s").unwrap().unwrap();
+        assert_eq!(claimed.tag, "c");
+        assert!(!store.has_queued("web", "s").unwrap());
+        assert!(store.has_queued("web", "other").unwrap());
+        let superseded = store
+            .list(&Query {
+                status: Some(Status::Superseded),
+                limit: 10,
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(superseded.len(), 2);
+        assert!(superseded[0].reason.as_ref().unwrap().contains(&claimed.id));
+    }
+
+    #[test]
+    fn a_new_push_supersedes_a_pending_approval_and_event_ids_dedupe() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let first = store
+            .insert(
+                &[new("prod", "v1", Status::AwaitingApproval)],
+                &["e1".into()],
+            )
+            .unwrap()
+            .unwrap();
+        assert!(store
+            .insert(
+                &[new("prod", "v1", Status::AwaitingApproval)],
+                &["e1".into()]
+            )
+            .unwrap()
+            .is_none());
+        store
+            .insert(
+                &[new("prod", "v2", Status::AwaitingApproval)],
+                &["e2".into()],
+            )
+            .unwrap()
+            .unwrap();
+        let old = store.get(&first[0].id).unwrap().unwrap();
+        assert_eq!(old.status, Status::Superseded);
+        assert!(!store
+            .transition(&old.id, Status::AwaitingApproval, Status::Queued, None)
+            .unwrap());
+    }
+
+    #[test]
+    fn logs_are_kept_in_order_and_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), false).unwrap();
+        let d = store
+            .insert(&[new("s", "a", Status::Queued)], &[])
+            .unwrap()
+            .unwrap();
+        let many: Vec<String> = (0..MAX_LOG_LINES + 10).map(|i| i.to_string()).collect();
+        let lines: Vec<_> = many.iter().map(|t| (1, "stdout", t.as_str())).collect();
+        store.append_log(d[0].seq, &lines[..3]).unwrap();
+        store.append_log(d[0].seq, &lines[3..]).unwrap();
+        let log = store.log(d[0].seq).unwrap();
+        assert_eq!(log.len() as i64, MAX_LOG_LINES);
+        assert_eq!(log[0].text, "0");
+        assert_eq!(log[3].text, "3");
+        assert!(log.last().unwrap().text.contains("cut"));
+    }
+
+    #[test]
+    fn reopening_keeps_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let store = Store::open(dir.path(), true).unwrap();
+            store
+                .insert(&[new("s", "a", Status::Queued)], &[])
+                .unwrap()
+                .unwrap()[0]
+                .id
+                .clone()
+        };
+        let store = Store::open(dir.path(), false).unwrap();
+        assert_eq!(store.get(&id).unwrap().unwrap().status, Status::Queued);
+        assert_eq!(store.queued_stages().unwrap(), [("web".into(), "s".into())]);
+    }
+}
