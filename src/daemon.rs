@@ -6,15 +6,18 @@
 //! running deployments get their grace period.
 
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
+use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::api::{self, App};
 use crate::config::catalog::Catalog;
+use crate::config::reload::{self, Live, Reload, Watcher};
 use crate::config::settings::Secrets;
 use crate::config::DaemonConfig;
 use crate::deploy::engine::Engine;
@@ -28,13 +31,17 @@ use crate::plugins;
 /// # Errors
 /// Start-up failed: unreadable settings, a store that cannot be opened, an
 /// address that cannot be bound.
-pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.projects_dir).with_context(|| {
-        format!(
-            "cannot create projects_dir {}",
-            config.projects_dir.display()
-        )
-    })?;
+pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    for (what, dir) in [
+        ("projects_dir", &mut config.projects_dir),
+        ("state_dir", &mut config.state_dir),
+    ] {
+        std::fs::create_dir_all(&*dir)
+            .with_context(|| format!("cannot create {what} {}", dir.display()))?;
+        // One spelling of every path, the one the file watcher reports.
+        *dir = std::fs::canonicalize(&*dir)
+            .with_context(|| format!("cannot resolve {what} {}", dir.display()))?;
+    }
     let secrets = Secrets::load_or_create(&config.state_dir)?;
     let registry = plugins::registry();
     let catalog = Catalog::load_dir(&config.projects_dir, &registry);
@@ -52,6 +59,15 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let (finished, ended) = mpsc::unbounded_channel();
     let notifier = tokio::spawn(notify::run(config.notify.clone(), ended));
     let catalog = Arc::new(ArcSwap::from_pointee(catalog));
+    let secrets = Arc::new(ArcSwap::from_pointee(secrets));
+    let config = Arc::new(config);
+    let _watcher = start_reloader(Live {
+        config: config.clone(),
+        config_file,
+        registry: registry.clone(),
+        catalog: catalog.clone(),
+        secrets: secrets.clone(),
+    });
     let engine = Engine::new(
         store,
         catalog,
@@ -66,8 +82,8 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
         .context("cannot recover deployments")?;
 
     let app = App {
-        config: Arc::new(config.clone()),
-        secrets: Arc::new(ArcSwap::from_pointee(secrets)),
+        config: config.clone(),
+        secrets,
         engine: engine.clone(),
         metrics,
         bound: OnceLock::new(),
@@ -90,6 +106,35 @@ pub async fn serve(config: DaemonConfig) -> anyhow::Result<()> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), notifier).await;
     info!("stopped");
     Ok(())
+}
+
+/// Start the one reload task, fed by the file watcher and SIGHUP. Returns
+/// the watcher, which must live as long as the daemon.
+fn start_reloader(live: Live) -> Option<Watcher> {
+    let (reloads, receiver) = mpsc::unbounded_channel();
+    let watcher = match reload::watch(&live.config, reloads.clone()) {
+        Ok(watcher) => Some(watcher),
+        Err(e) => {
+            warn!(error = %e, "cannot watch the config folders: edits apply on SIGHUP only");
+            None
+        }
+    };
+    match signal(SignalKind::hangup()) {
+        Ok(mut hangups) => {
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    if reloads.send(Reload::All).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Err(e) => warn!(error = %e, "cannot listen for SIGHUP"),
+    }
+    tokio::spawn(reload::run(live, receiver, |reload, catalog| {
+        tracing::debug!(?reload, projects = catalog.len(), "reload applied");
+    }));
+    watcher
 }
 
 /// Shown once at start: the full URL on an interactive terminal (a newcomer

@@ -30,7 +30,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => runtime.block_on(wharf::daemon::serve(config)),
+        Command::Serve => runtime.block_on(wharf::daemon::serve(config, cli.config.clone())),
         Command::Check => match cli::check(&config) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::FAILURE,

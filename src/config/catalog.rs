@@ -35,6 +35,19 @@ pub fn is_project_file(path: &Path) -> bool {
     !name.starts_with('.') && name.ends_with(".toml") && name.len() > ".toml".len()
 }
 
+/// The project files in `dir`, sorted; none when it cannot be read.
+fn list_project_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| is_project_file(p))
+            .collect(),
+        Err(_) => Vec::new(),
+    };
+    files.sort();
+    files
+}
+
 /// The project name a file would have.
 pub fn project_name(path: &Path) -> Option<String> {
     path.file_stem().map(|s| s.to_string_lossy().into_owned())
@@ -46,15 +59,7 @@ impl Catalog {
     /// [`Catalog::errors`] and the others still load.
     pub fn load_dir(dir: &Path, registry: &Registry) -> Catalog {
         let mut catalog = Catalog::default();
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
-            Ok(entries) => entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| is_project_file(p))
-                .collect(),
-            Err(_) => Vec::new(),
-        };
-        files.sort();
-        for path in files {
+        for path in list_project_files(dir) {
             catalog.apply_file(&path, registry);
         }
         catalog.index();
@@ -70,6 +75,18 @@ impl Catalog {
         }
         next.index();
         next
+    }
+
+    /// A new snapshot with every file of `dir` re-read, and projects whose
+    /// file is gone removed. Unlike [`Catalog::load_dir`], a file that now
+    /// fails keeps its previous good version.
+    pub fn with_dir_reloaded(&self, dir: &Path, registry: &Registry) -> Catalog {
+        let mut paths = list_project_files(dir);
+        paths.extend(self.projects.values().map(|p| p.source.clone()));
+        paths.extend(self.errors.keys().cloned());
+        paths.sort();
+        paths.dedup();
+        self.with_files_reloaded(&paths, registry)
     }
 
     fn apply_file(&mut self, path: &Path, registry: &Registry) {
@@ -205,6 +222,25 @@ mod tests {
         let next = next.with_files_reloaded(std::slice::from_ref(&web), &registry);
         assert!(next.matching("docker.io/acme/web2").is_empty());
         assert_eq!(next.len(), 1);
+    }
+
+    #[test]
+    fn a_full_reload_keeps_good_versions_of_broken_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = registry();
+        let web = dir.path().join("web.toml");
+        let api = dir.path().join("api.toml");
+        std::fs::write(&web, project_text("acme/web", "*")).unwrap();
+        std::fs::write(&api, project_text("acme/api", "*")).unwrap();
+        let catalog = Catalog::load_dir(dir.path(), &registry);
+        std::fs::write(&web, "image = [").unwrap();
+        std::fs::remove_file(&api).unwrap();
+        std::fs::write(dir.path().join("new.toml"), project_text("acme/new", "*")).unwrap();
+        let next = catalog.with_dir_reloaded(dir.path(), &registry);
+        assert_eq!(next.matching("docker.io/acme/web").len(), 1);
+        assert!(next.matching("docker.io/acme/api").is_empty());
+        assert_eq!(next.matching("docker.io/acme/new").len(), 1);
+        assert_eq!(next.errors().count(), 1);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 pub mod atomic;
 pub mod catalog;
 pub mod project;
+pub mod reload;
 pub mod settings;
 
 use std::net::SocketAddr;

@@ -1,0 +1,309 @@
+//! Hot reload: projects and secrets follow their files while wharf runs.
+//!
+//! The file watcher and SIGHUP feed one channel, consumed by one task, so
+//! reloads never race each other. Each reload parses and validates first and
+//! then swaps a whole new snapshot; on error the previous good version stays
+//! in force and the error is logged once (and shown by the admin API).
+//!
+//! Folders are watched, not files: editors save by writing a temporary file
+//! and renaming it over the old one, which replaces the inode a file watch
+//! would follow. Events are debounced, so a `git pull` touching fifty files
+//! is one reload.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use notify_debouncer_full::notify::event::ModifyKind;
+use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+use wharf_plugin_api::Registry;
+
+use super::catalog::{is_project_file, Catalog};
+use super::settings::{Secrets, SETTINGS_FILE};
+use super::DaemonConfig;
+
+/// Quiet time before a burst of file events becomes one reload.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// What to reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// These project files changed (added, edited, renamed, deleted).
+    Projects(Vec<PathBuf>),
+    /// `settings.toml` changed.
+    Settings,
+    /// Everything (SIGHUP): all projects, secrets, and a check of wharf.toml.
+    All,
+}
+
+/// What the reloader swaps.
+pub struct Live {
+    pub config: Arc<DaemonConfig>,
+    /// The config file the daemon started with, re-read on SIGHUP to report
+    /// keys that need a restart.
+    pub config_file: Option<PathBuf>,
+    pub registry: Registry,
+    pub catalog: Arc<ArcSwap<Catalog>>,
+    pub secrets: Arc<ArcSwap<Secrets>>,
+}
+
+/// Keeps the watcher alive; dropping it stops watching.
+pub struct Watcher {
+    _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+}
+
+/// Watch `projects_dir` and the folder of `settings.toml`, sending what
+/// changed to `reloads`.
+///
+/// # Errors
+/// The OS refused the watch (inotify limits, a missing folder).
+pub fn watch(
+    config: &DaemonConfig,
+    reloads: mpsc::UnboundedSender<Reload>,
+) -> Result<Watcher, notify_debouncer_full::notify::Error> {
+    let projects_dir = canonical(&config.projects_dir);
+    let settings_file = canonical(&config.state_dir).join(SETTINGS_FILE);
+    let classify_dir = projects_dir.clone();
+    let classify_settings = settings_file.clone();
+    let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
+        let events = match result {
+            Ok(events) => events,
+            Err(errors) => {
+                for e in errors {
+                    warn!(error = %e, "file watcher error");
+                }
+                return;
+            }
+        };
+        let mut projects = Vec::new();
+        let mut settings = false;
+        // Reads (wharf's own, an operator's `cat`) and chmod are not edits:
+        // reacting to them would make every reload trigger the next.
+        let edits = events.iter().filter(|e| {
+            !matches!(
+                e.kind,
+                EventKind::Access(_) | EventKind::Modify(ModifyKind::Metadata(_))
+            )
+        });
+        for path in edits.flat_map(|e| e.paths.iter()) {
+            if *path == classify_settings {
+                settings = true;
+            } else if path.parent() == Some(classify_dir.as_path())
+                && is_project_file(path)
+                && !projects.contains(path)
+            {
+                projects.push(path.clone());
+            }
+        }
+        if !projects.is_empty() {
+            let _ = reloads.send(Reload::Projects(projects));
+        }
+        if settings {
+            let _ = reloads.send(Reload::Settings);
+        }
+    })?;
+    debouncer.watch(&projects_dir, RecursiveMode::NonRecursive)?;
+    let settings_dir = settings_file.parent().unwrap_or(Path::new("."));
+    if settings_dir != projects_dir {
+        debouncer.watch(settings_dir, RecursiveMode::NonRecursive)?;
+    }
+    Ok(Watcher {
+        _debouncer: debouncer,
+    })
+}
+
+/// Paths in events are absolute; compare against the canonical folder.
+fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// Apply reloads one at a time until every sender is gone. `done` is told
+/// after each one (readiness notification, tests).
+pub async fn run(
+    live: Live,
+    mut reloads: mpsc::UnboundedReceiver<Reload>,
+    done: impl Fn(&Reload, &Catalog) + Send,
+) {
+    while let Some(first) = reloads.recv().await {
+        // Coalesce what queued up meanwhile into one pass.
+        let mut batch = vec![first];
+        while let Ok(more) = reloads.try_recv() {
+            batch.push(more);
+        }
+        let reload = coalesce(batch);
+        let live_ref = &live;
+        let reload_ref = reload.clone();
+        // Parsing thousands of files is blocking work.
+        let outcome = tokio::task::block_in_place(|| apply(live_ref, &reload_ref));
+        done(&reload, &outcome);
+    }
+}
+
+fn coalesce(batch: Vec<Reload>) -> Reload {
+    if batch.contains(&Reload::All) {
+        return Reload::All;
+    }
+    let settings = batch.contains(&Reload::Settings);
+    let mut files: Vec<PathBuf> = Vec::new();
+    for reload in batch {
+        if let Reload::Projects(paths) = reload {
+            for path in paths {
+                if !files.contains(&path) {
+                    files.push(path);
+                }
+            }
+        }
+    }
+    match (settings, files.is_empty()) {
+        (true, true) => Reload::Settings,
+        (false, _) => Reload::Projects(files),
+        // Both: rare; a full reload covers it.
+        (true, false) => Reload::All,
+    }
+}
+
+/// Apply one reload; returns the catalog now in force.
+pub fn apply(live: &Live, reload: &Reload) -> Arc<Catalog> {
+    match reload {
+        Reload::Projects(paths) => reload_projects(live, Some(paths)),
+        Reload::Settings => {
+            reload_settings(live);
+            live.catalog.load_full()
+        }
+        Reload::All => {
+            info!("reloading everything (SIGHUP)");
+            report_restart_required(live);
+            reload_settings(live);
+            reload_projects(live, None)
+        }
+    }
+}
+
+fn reload_projects(live: &Live, paths: Option<&[PathBuf]>) -> Arc<Catalog> {
+    let before = live.catalog.load_full();
+    let after = match paths {
+        Some(paths) => before.with_files_reloaded(paths, &live.registry),
+        None => before.with_dir_reloaded(&live.config.projects_dir, &live.registry),
+    };
+    report_changes(&before, &after);
+    let after = Arc::new(after);
+    live.catalog.store(after.clone());
+    after
+}
+
+/// Log what a reload changed, and each error once (when it is new or
+/// different from the one already reported for that file).
+fn report_changes(before: &Catalog, after: &Catalog) {
+    let old: BTreeMap<&str, _> = before.projects().map(|p| (p.name.as_str(), p)).collect();
+    let new: BTreeMap<&str, _> = after.projects().map(|p| (p.name.as_str(), p)).collect();
+    for (name, project) in &new {
+        match old.get(name) {
+            None => info!(project = name, image = %project.repository, "project added"),
+            Some(previous) if !Arc::ptr_eq(previous, project) => {
+                info!(project = name, image = %project.repository, "project reloaded")
+            }
+            Some(_) => {}
+        }
+    }
+    for name in old.keys().filter(|n| !new.contains_key(*n)) {
+        info!(project = name, "project removed");
+    }
+    let old_errors: Vec<_> = before.errors().collect();
+    for error in after.errors().filter(|e| !old_errors.contains(e)) {
+        let kept = after
+            .project(&super::catalog::project_name(&error.file).unwrap_or_default())
+            .is_some();
+        error!(
+            file = %error.file.display(),
+            line = error.line,
+            "project file rejected{}: {}",
+            if kept { ", the previous version stays active" } else { "" },
+            error.message
+        );
+    }
+}
+
+fn reload_settings(live: &Live) {
+    match Secrets::load(&live.config.state_dir) {
+        Ok(secrets) => {
+            if **live.secrets.load() != secrets {
+                live.secrets.store(Arc::new(secrets));
+                info!("settings.toml reloaded: new secrets in force");
+            }
+        }
+        Err(e) => error!("settings.toml rejected, the previous secrets stay in force: {e}"),
+    }
+}
+
+/// wharf.toml is read once at start; on SIGHUP, say which keys changed and
+/// that they need a restart rather than apply half of them.
+fn report_restart_required(live: &Live) {
+    let Some(file) = &live.config_file else {
+        return;
+    };
+    match DaemonConfig::load(Some(file)) {
+        Ok(fresh) => {
+            let changed = changed_keys(&live.config, &fresh);
+            if !changed.is_empty() {
+                warn!(
+                    file = %file.display(),
+                    "wharf.toml changed ({}): restart required, the running values stay",
+                    changed.join(", ")
+                );
+            }
+        }
+        Err(e) => warn!(file = %file.display(), "wharf.toml is invalid (restart would fail): {e}"),
+    }
+}
+
+fn changed_keys(old: &DaemonConfig, new: &DaemonConfig) -> Vec<String> {
+    let old = serde_json::to_value(old).unwrap_or_default();
+    let new = serde_json::to_value(new).unwrap_or_default();
+    let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+        return Vec::new();
+    };
+    old.iter()
+        .filter(|(key, value)| new.get(*key) != Some(value))
+        .map(|(key, _)| key.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_coalesce() {
+        let a = PathBuf::from("/p/a.toml");
+        let b = PathBuf::from("/p/b.toml");
+        assert_eq!(
+            coalesce(vec![
+                Reload::Projects(vec![a.clone()]),
+                Reload::Projects(vec![a.clone(), b.clone()])
+            ]),
+            Reload::Projects(vec![a.clone(), b])
+        );
+        assert_eq!(coalesce(vec![Reload::Settings]), Reload::Settings);
+        assert_eq!(
+            coalesce(vec![Reload::Settings, Reload::Projects(vec![a])]),
+            Reload::All
+        );
+        assert_eq!(coalesce(vec![Reload::All, Reload::Settings]), Reload::All);
+    }
+
+    #[test]
+    fn restart_required_keys_are_named() {
+        let old = DaemonConfig::default();
+        let mut new = DaemonConfig {
+            listen: "127.0.0.1:9".parse().unwrap(),
+            ..DaemonConfig::default()
+        };
+        new.webhook.body_limit = 1;
+        assert_eq!(changed_keys(&old, &new), ["listen", "webhook"]);
+    }
+}
