@@ -26,6 +26,9 @@ use crate::deploy::store::Store;
 use crate::metrics::Metrics;
 use crate::plugins;
 
+/// How long a sender's event id is remembered to drop redeliveries: a week.
+const SEEN_EVENTS_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
+
 /// Run the daemon until it is told to stop.
 ///
 /// # Errors
@@ -55,6 +58,9 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
     );
     let store = Store::open(&config.state_dir, config.store.synchronous_full())
         .context("cannot open the deployment store")?;
+    if let Err(e) = store.prune_seen_events(SEEN_EVENTS_KEPT_MS) {
+        warn!(error = %e, "cannot prune old sender event ids");
+    }
     let metrics = Arc::new(Metrics::default());
     let (finished, ended) = mpsc::unbounded_channel();
     let notifier = tokio::spawn(notify::run(config.notify.clone(), ended));

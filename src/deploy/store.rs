@@ -328,6 +328,18 @@ impl Store {
         Ok(Some(recorded))
     }
 
+    /// Forget sender event ids older than `age_ms`: senders redeliver within
+    /// minutes or hours, and the table would otherwise grow forever.
+    ///
+    /// # Errors
+    /// The write failed.
+    pub fn prune_seen_events(&self, age_ms: i64) -> Result<usize, StoreError> {
+        Ok(self.lock().execute(
+            "DELETE FROM seen_events WHERE seen_ms < ?1",
+            params![now_ms() - age_ms],
+        )?)
+    }
+
     /// Claim the next deployment of a stage: the newest `queued` one becomes
     /// `running`; older `queued` ones become `superseded` by it.
     ///
@@ -690,6 +702,8 @@ mod tests {
         assert!(!store
             .transition(&old.id, Status::AwaitingApproval, Status::Queued, None)
             .unwrap());
+        assert_eq!(store.prune_seen_events(60_000).unwrap(), 0);
+        assert_eq!(store.prune_seen_events(-60_000).unwrap(), 2);
     }
 
     #[test]
