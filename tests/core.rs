@@ -7,7 +7,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{eventually, read, script_project, Wharf};
+use support::{read, script_project, Wharf};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -25,21 +25,11 @@ async fn a_push_runs_the_script_with_the_deployment_environment() {
     );
     // The project file was written after start: the watcher picks it up.
     let digest = format!("sha256:{}", "ab".repeat(32));
-    let mut accepted = None;
-    for _ in 0..80 {
-        let (status, body) = wharf
-            .push(
-                &json!({"image": "localhost:5000/acme/web:main-3f2a", "digest": digest})
-                    .to_string(),
-            )
-            .await;
-        if status == 202 {
-            accepted = Some(body);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let body = accepted.expect("the new project never matched");
+    let body = wharf
+        .push_until_accepted(
+            &json!({"image": "localhost:5000/acme/web:main-3f2a", "digest": digest}).to_string(),
+        )
+        .await;
     assert_eq!(body["created_project"], json!(null));
     let deployments = body["deployments"].as_array().unwrap();
     assert_eq!(deployments.len(), 1, "{body}");
@@ -89,21 +79,10 @@ async fn a_push_runs_the_script_with_the_deployment_environment() {
             "[stages.live]\ntags = [\"*\"]\n",
         ),
     );
-    assert!(
-        eventually(WAIT, || std::fs::read_dir(wharf.dir.join("projects"))
-            .is_ok())
-        .await
-    );
-    let mut matched = false;
-    for _ in 0..80 {
-        let (status, _) = wharf.push(r#"{"image": "nginx:1.27"}"#).await;
-        if status == 202 {
-            matched = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(matched, "nginx did not match docker.io/library/nginx");
+    let body = wharf
+        .push_until_accepted(r#"{"image": "nginx:1.27"}"#)
+        .await;
+    assert_eq!(body["deployments"][0]["project"], "proxy");
 
     let (secret, token) = wharf.settings();
     wharf.assert_no_secrets_logged(&[&secret, &token]);
@@ -276,39 +255,15 @@ async fn rotation_retires_the_old_secret_at_once_and_persists() {
         rotated["webhook_url"],
         format!("{}/api/webhook/{new}", wharf.base)
     );
-    assert_eq!(
-        wharf
-            .post_raw(&format!("/api/webhook/{old}"), body, &[])
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        wharf
-            .post_raw(&format!("/api/webhook/{new}"), body, &[])
-            .await
-            .0,
-        200
-    );
+    assert_eq!(wharf.status_with_secret(&old, body).await, 404);
+    assert_eq!(wharf.status_with_secret(&new, body).await, 200);
     assert_eq!(wharf.settings(), (new.clone(), token.clone()));
 
     // Persisted across a restart.
     wharf.terminate().await;
     wharf.launch().await;
-    assert_eq!(
-        wharf
-            .post_raw(&format!("/api/webhook/{old}"), body, &[])
-            .await
-            .0,
-        404
-    );
-    assert_eq!(
-        wharf
-            .post_raw(&format!("/api/webhook/{new}"), body, &[])
-            .await
-            .0,
-        200
-    );
+    assert_eq!(wharf.status_with_secret(&old, body).await, 404);
+    assert_eq!(wharf.status_with_secret(&new, body).await, 200);
 
     // `wharf rotate` while the daemon runs: the file changes, the daemon follows.
     let output = wharf.cli(&["rotate"]);
@@ -317,25 +272,14 @@ async fn rotation_retires_the_old_secret_at_once_and_persists() {
     assert!(String::from_utf8_lossy(&output.stdout).contains(&newest));
     let mut retired = false;
     for _ in 0..40 {
-        if wharf
-            .post_raw(&format!("/api/webhook/{new}"), body, &[])
-            .await
-            .0
-            == 404
-        {
+        if wharf.status_with_secret(&new, body).await == 404 {
             retired = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(retired, "the rotated-away secret still works after 2 s");
-    assert_eq!(
-        wharf
-            .post_raw(&format!("/api/webhook/{newest}"), body, &[])
-            .await
-            .0,
-        200
-    );
+    assert_eq!(wharf.status_with_secret(&newest, body).await, 200);
     wharf.assert_no_secrets_logged(&[&old, &new, &newest, &token]);
 }
 

@@ -144,13 +144,7 @@ async fn settings_edits_apply_and_a_bad_edit_keeps_the_old_secret() {
     // A broken edit: the old secret stays, the log says why.
     std::fs::write(&path, "webhook_secret = \"short\"\nadmin_token = \"x\"\n").unwrap();
     assert!(support::eventually(LIVE, || wharf.output().contains("settings.toml rejected")).await);
-    assert_eq!(
-        wharf
-            .post_raw(&format!("/api/webhook/{old}"), body, &[])
-            .await
-            .0,
-        200
-    );
+    assert_eq!(wharf.status_with_secret(&old, body).await, 200);
 
     // A good hand edit: the new secret works, the old is 404.
     let new = "6f1d2c3b-4a59-4e7f-8a9b-0c1d2e3f4a5b";
@@ -160,22 +154,11 @@ async fn settings_edits_apply_and_a_bad_edit_keeps_the_old_secret() {
     )
     .unwrap();
     let deadline = Instant::now() + LIVE;
-    while wharf
-        .post_raw(&format!("/api/webhook/{new}"), body, &[])
-        .await
-        .0
-        != 200
-    {
+    while wharf.status_with_secret(&new, body).await != 200 {
         assert!(Instant::now() < deadline, "hand-edited secret not applied");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(
-        wharf
-            .post_raw(&format!("/api/webhook/{old}"), body, &[])
-            .await
-            .0,
-        404
-    );
+    assert_eq!(wharf.status_with_secret(&old, body).await, 404);
     assert!(
         !wharf.output().contains("short"),
         "the rejected value was logged"
@@ -192,13 +175,7 @@ async fn settings_edits_apply_and_a_bad_edit_keeps_the_old_secret() {
     for _ in 0..20 {
         let _ = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::read_to_string(wharf.project_path("web")).unwrap();
-        assert_eq!(
-            wharf
-                .post_raw(&format!("/api/webhook/{new}"), body, &[])
-                .await
-                .0,
-            200
-        );
+        assert_eq!(wharf.status_with_secret(&new, body).await, 200);
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(reloads(&wharf.output()), before, "{}", wharf.output());

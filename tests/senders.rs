@@ -21,7 +21,11 @@ async fn with_projects(extra: &str, projects: &[(&str, &str)]) -> Wharf {
     for (name, image) in projects {
         wharf.write_project(
             name,
-            &script_project(image, "true", "[stages.s]\ntags = [\"*\"]\nauto_deploy = false\n"),
+            &script_project(
+                image,
+                "true",
+                "[stages.s]\ntags = [\"*\"]\nauto_deploy = false\n",
+            ),
         );
     }
     // Wait until all are loaded.
@@ -48,20 +52,34 @@ async fn one_docker_push_deploys_exactly_once_and_redeliveries_are_dropped() {
             .as_object()
             .unwrap()
             .iter()
-            .filter(|(name, _)| !matches!(name.as_str(), "Host" | "Content-Length" | "Accept-Encoding"))
+            .filter(|(name, _)| {
+                !matches!(name.as_str(), "Host" | "Content-Length" | "Accept-Encoding")
+            })
             .map(|(n, v)| (n.clone(), v.as_str().unwrap().to_string()))
             .collect();
-        let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
         let body = request["body"].as_str().unwrap();
         let (status, answer) = wharf.post_raw(&path, body, &pairs).await;
         assert!(status == 200 || status == 202, "{status}: {answer}");
         let deployments = answer["deployments"].as_array().unwrap();
         if deployments.is_empty() {
             assert_eq!(status, 200);
-            assert!(!answer["ignored"].as_array().unwrap().is_empty(), "{answer}");
+            assert!(
+                !answer["ignored"].as_array().unwrap().is_empty(),
+                "{answer}"
+            );
         } else {
             assert_eq!(status, 202);
-            manifest_request = Some((pairs.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect::<Vec<_>>(), body.to_string()));
+            manifest_request = Some((
+                pairs
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect::<Vec<_>>(),
+                body.to_string(),
+            ));
         }
         recorded.extend(deployments.iter().cloned());
     }
@@ -74,10 +92,19 @@ async fn one_docker_push_deploys_exactly_once_and_redeliveries_are_dropped() {
 
     // The registry redelivers the same event (it retries until it sees 2xx).
     let (headers, body) = manifest_request.unwrap();
-    let pairs: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let pairs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
     let (status, answer) = wharf.post_raw(&path, &body, &pairs).await;
     assert_eq!(status, 200, "{answer}");
-    assert!(answer["ignored"][0].as_str().unwrap().contains("already received"), "{answer}");
+    assert!(
+        answer["ignored"][0]
+            .as_str()
+            .unwrap()
+            .contains("already received"),
+        "{answer}"
+    );
     let (_, all) = wharf.admin_get("/api/admin/deployments").await;
     assert_eq!(all["deployments"].as_array().unwrap().len(), 1);
 }
@@ -97,17 +124,33 @@ async fn every_sender_matches_its_project() {
     .await;
     let cases: [(&str, &[(&str, &str)], &str); 5] = [
         ("dockerhub-push.json", &[], "hub"),
-        ("github-registry-package-published.json", &[("X-GitHub-Event", "registry_package")], "gh"),
+        (
+            "github-registry-package-published.json",
+            &[("X-GitHub-Event", "registry_package")],
+            "gh",
+        ),
         ("harbor-push-artifact.json", &[], "harbor"),
         ("quay-repo-push.json", &[], "quay"),
-        ("gitea-package-created.json", &[("X-Gitea-Event", "package")], "gitea"),
+        (
+            "gitea-package-created.json",
+            &[("X-Gitea-Event", "package")],
+            "gitea",
+        ),
     ];
     let path = format!("/api/webhook/{}", wharf.secret());
     for (file, headers, project) in cases {
         let (status, answer) = wharf.post_raw(&path, &fixture(file), headers).await;
         assert_eq!(status, 202, "{file}: {answer}");
-        let projects: Vec<_> = answer["deployments"].as_array().unwrap().iter().map(|d| d["project"].as_str().unwrap().to_string()).collect();
-        assert!(!projects.is_empty() && projects.iter().all(|p| p == project), "{file}: {answer}");
+        let projects: Vec<_> = answer["deployments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["project"].as_str().unwrap().to_string())
+            .collect();
+        assert!(
+            !projects.is_empty() && projects.iter().all(|p| p == project),
+            "{file}: {answer}"
+        );
     }
 }
 
@@ -130,20 +173,38 @@ async fn signatures_are_verified_when_configured() {
     let good = format!("sha256={}", sign(key, &body));
     let event = ("X-GitHub-Event", "registry_package");
 
-    let (status, answer) = wharf.post_raw(&path, &body, &[event, ("X-Hub-Signature-256", &good)]).await;
+    let (status, answer) = wharf
+        .post_raw(&path, &body, &[event, ("X-Hub-Signature-256", &good)])
+        .await;
     assert_eq!(status, 202, "{answer}");
-    let (status, _) = wharf.post_raw(&path, &body, &[event, ("X-Gitea-Signature", &sign(key, &body))]).await;
+    let (status, _) = wharf
+        .post_raw(
+            &path,
+            &body,
+            &[event, ("X-Gitea-Signature", &sign(key, &body))],
+        )
+        .await;
     assert_eq!(status, 202);
 
     let bad = format!("sha256={}", sign("another key", &body));
-    let (status, answer) = wharf.post_raw(&path, &body, &[event, ("X-Hub-Signature-256", &bad)]).await;
+    let (status, answer) = wharf
+        .post_raw(&path, &body, &[event, ("X-Hub-Signature-256", &bad)])
+        .await;
     assert_eq!(status, 401, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("signature"), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("signature"),
+        "{answer}"
+    );
     let tampered = body.replace("v1.4.0", "v6.6.6");
-    let (status, _) = wharf.post_raw(&path, &tampered, &[event, ("X-Hub-Signature-256", &good)]).await;
+    let (status, _) = wharf
+        .post_raw(&path, &tampered, &[event, ("X-Hub-Signature-256", &good)])
+        .await;
     assert_eq!(status, 401);
     let (status, answer) = wharf.post_raw(&path, &body, &[event]).await;
     assert_eq!(status, 401, "{answer}");
-    assert!(answer["error"].as_str().unwrap().contains("required"), "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("required"),
+        "{answer}"
+    );
     wharf.assert_no_secrets_logged(&[key, &wharf.secret(), &wharf.token()]);
 }

@@ -174,11 +174,7 @@ impl Catalog {
 mod tests {
     use super::*;
 
-    fn registry() -> Registry {
-        let mut registry = Registry::new();
-        registry.register(Arc::new(wharf_script::ScriptDeployer::new()));
-        registry
-    }
+    use crate::plugins::registry;
 
     fn project_text(image: &str, tag: &str) -> String {
         format!(

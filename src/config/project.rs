@@ -303,13 +303,8 @@ fn known_deployer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
-    fn registry() -> Registry {
-        let mut registry = Registry::new();
-        registry.register(Arc::new(wharf_script::ScriptDeployer::new()));
-        registry
-    }
+    use crate::plugins::registry;
 
     fn load(text: &str) -> Result<Project, ProjectError> {
         parse(Path::new("/p/web.toml"), text, &registry())

@@ -89,6 +89,15 @@ impl Engine {
         &self.registry
     }
 
+    /// Re-read these project files into the live catalog now, rather than
+    /// when the file watcher gets to them: an auto-created project must match
+    /// the very push that created it. Returns the catalog now in force.
+    pub fn reload_files(&self, paths: &[std::path::PathBuf]) -> Arc<Catalog> {
+        self.catalog
+            .rcu(|current| current.with_files_reloaded(paths, &self.registry));
+        self.catalog.load_full()
+    }
+
     /// False once shutdown began: new pushes get 503 and stay with the sender.
     pub fn is_accepting(&self) -> bool {
         self.accepting.load(Ordering::SeqCst)
@@ -121,58 +130,50 @@ impl Engine {
         Ok(recorded)
     }
 
-    /// Queue an `awaiting_approval` deployment. False when it was not awaiting.
+    /// Queue an `awaiting_approval` deployment; `None` when it was not
+    /// awaiting approval (or does not exist).
     ///
     /// # Errors
     /// The store failed.
     pub async fn approve(self: &Arc<Self>, id: &str) -> Result<Option<Deployment>, StoreError> {
-        let owned = id.to_string();
-        let approved = self
-            .store
-            .call(move |store| {
-                if store.transition(
-                    &owned,
-                    Status::AwaitingApproval,
-                    Status::Queued,
-                    Some("approved"),
-                )? {
-                    store.get(&owned)
-                } else {
-                    Ok(None)
-                }
-            })
-            .await?;
+        let approved = self.decide(id, Status::Queued, "approved").await?;
         if let Some(deployment) = &approved {
             self.kick(&deployment.project, &deployment.stage);
         }
         Ok(approved)
     }
 
-    /// Reject an `awaiting_approval` deployment.
+    /// Reject an `awaiting_approval` deployment; `None` as for `approve`.
     ///
     /// # Errors
     /// The store failed.
     pub async fn reject(self: &Arc<Self>, id: &str) -> Result<Option<Deployment>, StoreError> {
-        let owned = id.to_string();
         let rejected = self
-            .store
-            .call(move |store| {
-                if store.transition(
-                    &owned,
-                    Status::AwaitingApproval,
-                    Status::Rejected,
-                    Some("rejected by an operator"),
-                )? {
-                    store.get(&owned)
-                } else {
-                    Ok(None)
-                }
-            })
+            .decide(id, Status::Rejected, "rejected by an operator")
             .await?;
         if let Some(deployment) = &rejected {
             self.ended(deployment.clone());
         }
         Ok(rejected)
+    }
+
+    /// Move an `awaiting_approval` deployment to `to`, only if it still awaits.
+    async fn decide(
+        &self,
+        id: &str,
+        to: Status,
+        reason: &'static str,
+    ) -> Result<Option<Deployment>, StoreError> {
+        let id = id.to_string();
+        self.store
+            .call(move |store| {
+                if store.transition(&id, Status::AwaitingApproval, to, Some(reason))? {
+                    store.get(&id)
+                } else {
+                    Ok(None)
+                }
+            })
+            .await
     }
 
     /// Start a worker for a stage unless one runs.

@@ -65,8 +65,6 @@ pub fn match_push(catalog: &Catalog, push: &Push, trigger: &'static str) -> Matc
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-    use wharf_plugin_api::Registry;
 
     #[test]
     fn every_matching_stage_of_every_project_deploys() {
@@ -82,9 +80,7 @@ mod tests {
             format!("image = \"docker.io/acme/web\"\n{script}[stages.only]\ntags = [\"x\"]\n"),
         )
         .unwrap();
-        let mut registry = Registry::new();
-        registry.register(Arc::new(wharf_script::ScriptDeployer::new()));
-        let catalog = Catalog::load_dir(dir.path(), &registry);
+        let catalog = Catalog::load_dir(dir.path(), &crate::plugins::registry());
         let push = Push {
             repository: "docker.io/acme/web".into(),
             tag: "v1.2".into(),

@@ -20,17 +20,32 @@ pub struct Wharf {
     pub base: String,
     output: Arc<Mutex<Vec<String>>>,
     http: reqwest::Client,
+    /// Extra environment for every launch (`start_with_env`).
+    env: Vec<(String, String)>,
 }
 
 impl Wharf {
     /// A fresh folder with `wharf.toml` = listen on port 0 + `extra`.
     pub async fn start(extra: &str) -> Wharf {
+        Wharf::start_with_env(extra, &[]).await
+    }
+
+    /// Like `start`, with extra environment variables for the daemon
+    /// (they override the defaults, e.g. `RUST_LOG`).
+    pub async fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Wharf {
         let temp = tempfile::tempdir().unwrap();
         let dir = temp.path().to_path_buf();
         std::fs::create_dir_all(dir.join("projects")).unwrap();
+        // Auto-creation pulls and runs unknown images on the engine: only
+        // the tests about it (which configure `[auto_create]`) turn it on.
+        let auto_create = if extra.contains("[auto_create]") {
+            ""
+        } else {
+            "[auto_create]\nenabled = false\n"
+        };
         std::fs::write(
             dir.join("wharf.toml"),
-            format!("listen = \"127.0.0.1:0\"\nprojects_dir = \"projects\"\nstate_dir = \"state\"\n{extra}\n"),
+            format!("listen = \"127.0.0.1:0\"\nprojects_dir = \"projects\"\nstate_dir = \"state\"\n{extra}\n{auto_create}"),
         )
         .unwrap();
         let mut wharf = Wharf {
@@ -40,6 +55,10 @@ impl Wharf {
             base: String::new(),
             output: Arc::new(Mutex::new(Vec::new())),
             http: reqwest::Client::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         wharf.launch().await;
         wharf
@@ -52,6 +71,7 @@ impl Wharf {
             .arg(self.dir.join("wharf.toml"))
             .env("RUST_LOG", "info")
             .env_remove("WHARF_CONFIG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -120,6 +140,30 @@ impl Wharf {
             .await
     }
 
+    /// Push until the answer is 202 (a project written moments ago is picked
+    /// up by the file watcher); the accepted body. Fails after 10 s.
+    pub async fn push_until_accepted(&self, body: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, answer) = self.push(body).await;
+            if status == 202 {
+                return answer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "never accepted: {status} {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// POST a body with a given secret; only the status.
+    pub async fn status_with_secret(&self, secret: &str, body: &str) -> u16 {
+        self.post_raw(&format!("/api/webhook/{secret}"), body, &[])
+            .await
+            .0
+    }
+
     pub async fn post_raw(&self, path: &str, body: &str, headers: &[(&str, &str)]) -> (u16, Value) {
         let mut request = self
             .http
@@ -138,30 +182,18 @@ impl Wharf {
     }
 
     pub async fn admin_get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(self.token())
-            .send()
+        self.admin(self.http.get(format!("{}{path}", self.base)))
             .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(self.token())
-            .json(&body)
-            .send()
+        self.admin(self.http.post(format!("{}{path}", self.base)).json(&body))
             .await
-            .unwrap();
+    }
+
+    /// Send with the admin token; the status and the body (JSON, else text).
+    async fn admin(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.bearer_auth(self.token()).send().await.unwrap();
         let status = response.status().as_u16();
         let text = response.text().await.unwrap();
         (
