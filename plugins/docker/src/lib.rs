@@ -1,0 +1,199 @@
+//! The `docker` deployer: pull the pushed image and replace the stage's
+//! container behind a health gate, so that a broken image never takes the
+//! service down.
+//!
+//! - [`settings`]: the `[docker]` table, checked when a project file loads.
+//! - [`replace`]: the deployment itself — pull, create, swap, health gate,
+//!   roll back, recover after a crash, prune old images.
+//! - [`engine`]: the only module that speaks bollard (the Docker Engine API,
+//!   negotiated down to what the engine offers; API 1.41 suffices).
+//! - [`auth`]: registry credentials from the Docker client's config file.
+//! - [`probe`]: the HTTP health probe.
+//!
+//! The plugin also inspects images for auto-created projects
+//! ([`ImageInspector`]): pull when needed, then read EXPOSE, labels and
+//! HEALTHCHECK.
+
+pub mod auth;
+pub mod engine;
+pub mod probe;
+pub mod replace;
+pub mod settings;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use wharf_plugin_api::{
+    DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, ImageFacts, ImageInspector,
+    Settings, SettingsError,
+};
+
+use engine::{Engine, EngineError};
+use settings::Plan;
+
+/// The least time any engine call may take before it counts as hung; a stop
+/// gets its own timeout on top.
+const ENGINE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The docker deployer plugin. Holds no connection: each deployment connects
+/// afresh (cheap on the local socket), so an engine restart or a changed
+/// `DOCKER_HOST` never leaves wharf with a stale client.
+#[derive(Debug, Default)]
+pub struct DockerDeployer;
+
+impl DockerDeployer {
+    pub fn new() -> Self {
+        DockerDeployer
+    }
+}
+
+async fn connect(timeout: Duration) -> Result<Engine, DeployError> {
+    Engine::connect(timeout).await.map_err(|e| match e {
+        EngineError::Unreachable { host, message } => DeployError::Unavailable(format!(
+            "cannot reach the Docker engine at {host} (is dockerd running, and may wharf use its socket?): {message}"
+        )),
+        other => DeployError::Unavailable(other.to_string()),
+    })
+}
+
+#[async_trait]
+impl Deployer for DockerDeployer {
+    fn name(&self) -> &'static str {
+        "docker"
+    }
+
+    fn validate(&self, settings: &Settings) -> Result<(), SettingsError> {
+        Plan::parse(settings).map(|_| ())
+    }
+
+    async fn deploy(
+        &self,
+        request: &DeployRequest,
+        context: &DeployContext,
+    ) -> Result<DeployOutcome, DeployError> {
+        let plan = Plan::parse(&request.settings).map_err(|e| DeployError::Settings(e.message))?;
+        let engine = connect(ENGINE_TIMEOUT + plan.stop_timeout).await?;
+        context
+            .log
+            .info(format!("Docker engine API {}", engine.api_version()));
+        replace::deploy(&engine, &plan, request, context).await
+    }
+
+    /// A re-run replaces the container by the same image again, after
+    /// [`replace::recover`] has put back whatever an interruption left.
+    fn rerun_is_safe(&self, _settings: &Settings) -> bool {
+        true
+    }
+
+    fn as_image_inspector(&self) -> Option<&dyn ImageInspector> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl ImageInspector for DockerDeployer {
+    async fn inspect_image(&self, reference: &str) -> Result<ImageFacts, String> {
+        let engine = Engine::connect(ENGINE_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let image = match engine.image(reference).await.map_err(|e| e.to_string())? {
+            Some(image) => image,
+            None => {
+                let (repository, version) = split_reference(reference);
+                let credentials = auth::config_path().and_then(|path| {
+                    match auth::lookup(&path, auth::registry_of(repository)) {
+                        Ok(auth::Lookup::Found(credentials)) => Some(credentials),
+                        _ => None,
+                    }
+                });
+                engine
+                    .pull(repository, version, credentials.as_ref(), |_| {})
+                    .await
+                    .map_err(|e| format!("cannot pull {reference}: {e}"))?;
+                engine
+                    .image(reference)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("{reference} is not on the engine after pulling it"))?
+            }
+        };
+        Ok(ImageFacts {
+            exposed_ports: image.exposed_ports,
+            labels: image.labels,
+            has_healthcheck: image.has_healthcheck,
+        })
+    }
+}
+
+/// `repo:tag` / `repo@digest` → (repo, tag or digest); `latest` when neither.
+fn split_reference(reference: &str) -> (&str, &str) {
+    if let Some((repository, digest)) = reference.split_once('@') {
+        return (repository, digest);
+    }
+    match reference.rfind(':') {
+        Some(colon) if !reference[colon..].contains('/') => {
+            (&reference[..colon], &reference[colon + 1..])
+        }
+        _ => (reference, "latest"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_split_at_the_tag_not_the_port() {
+        assert_eq!(
+            split_reference("localhost:5000/acme/web:v1"),
+            ("localhost:5000/acme/web", "v1")
+        );
+        assert_eq!(
+            split_reference("localhost:5000/acme/web"),
+            ("localhost:5000/acme/web", "latest")
+        );
+        assert_eq!(
+            split_reference("docker.io/library/nginx@sha256:abc"),
+            ("docker.io/library/nginx", "sha256:abc")
+        );
+    }
+
+    #[test]
+    fn validation_speaks_for_the_docker_table() {
+        let plugin = DockerDeployer::new();
+        assert!(plugin.validate(&Settings::new()).is_ok());
+        let bad: Settings = "ports = [\"eighty\"]".parse().unwrap();
+        assert!(plugin.validate(&bad).unwrap_err().message.contains("ports"));
+    }
+
+    /// With no engine behind `DOCKER_HOST`, a deployment is `Unavailable`
+    /// with the address in the message, and nothing panics.
+    #[tokio::test]
+    async fn an_unreachable_engine_is_unavailable() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("nothing.sock");
+        std::env::set_var("DOCKER_HOST", format!("unix://{}", socket.display()));
+        let (log, _lines) = wharf_plugin_api::LogSink::channel();
+        let context = DeployContext {
+            log,
+            cancel: wharf_plugin_api::CancellationToken::new(),
+        };
+        let request = DeployRequest {
+            deployment_id: "d".into(),
+            project: "web".into(),
+            stage: "dev".into(),
+            repository: "docker.io/library/nginx".into(),
+            tag: "1".into(),
+            digest: None,
+            settings: Settings::new(),
+        };
+        let result = DockerDeployer.deploy(&request, &context).await;
+        std::env::remove_var("DOCKER_HOST");
+        match result {
+            Err(DeployError::Unavailable(message)) => {
+                assert!(message.contains("nothing.sock"), "{message}")
+            }
+            other => panic!("expected Unavailable, got {other:?}"),
+        }
+    }
+}

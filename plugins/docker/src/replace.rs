@@ -1,0 +1,859 @@
+//! Replacing a stage's container behind a health gate.
+//!
+//! The promise: a broken image never takes the service down. So nothing is
+//! touched until the new image is on the engine and its container created;
+//! the old container is only stopped (never removed) until the new one is
+//! healthy; and on any failure the new container's last output goes to the
+//! deployment log, it is removed, and the old one is renamed back and
+//! started again.
+//!
+//! The old container waits under the name `<name>-wharf-old`. If wharf dies
+//! in the middle, the next deployment of the stage finds it and puts things
+//! back in order first ([`recover`]), which is what makes a re-run safe.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use wharf_plugin_api::{
+    DeployContext, DeployError, DeployOutcome, DeployRequest, LogSink, LogStream,
+};
+
+use crate::auth::{self, Lookup};
+use crate::engine::{ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, PullEvent};
+use crate::settings::{Plan, Strategy};
+
+/// Suffix of the name the old container waits under during a replacement.
+pub const BACKUP_SUFFIX: &str = "-wharf-old";
+/// How many lines of a failed container's output go to the deployment log.
+const FAILED_LOG_LINES: usize = 50;
+/// How often the health gate looks at the new container.
+const POLL: Duration = Duration::from_millis(250);
+/// How often pull progress is summarized in the log.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Deploy `request` on `engine` according to `plan`.
+///
+/// # Errors
+/// `Failed` (the previous container is serving again, or there was none),
+/// `Cancelled` (rolled back the same way), `Settings` for an unreadable
+/// `env_file`.
+pub async fn deploy(
+    engine: &Engine,
+    plan: &Plan,
+    request: &DeployRequest,
+    context: &DeployContext,
+) -> Result<DeployOutcome, DeployError> {
+    let started = Instant::now();
+    let log = &context.log;
+    let name = plan.container_name(&request.project, &request.stage);
+    let backup = format!("{name}{BACKUP_SUFFIX}");
+
+    recover(engine, &name, &backup, log).await.map_err(|e| {
+        failed(
+            "cannot put back the containers of an interrupted deployment",
+            e,
+        )
+    })?;
+
+    let image = if plan.pull {
+        tokio::select! {
+            pulled = pull(engine, request, log) => pulled?,
+            _ = context.cancel.cancelled() => {
+                return Err(DeployError::Cancelled("stopped while pulling; nothing was changed".into()))
+            }
+        }
+    } else {
+        let image = request.pull_reference();
+        match engine.image(&image).await {
+            Ok(Some(_)) => image,
+            Ok(None) => {
+                return Err(DeployError::Failed(format!(
+                    "image {image} is not on the engine and pull = false; nothing was changed"
+                )))
+            }
+            Err(e) => return Err(failed("cannot inspect the image; nothing was changed", e)),
+        }
+    };
+    let spec = container_spec(plan, request, &name, &image)?;
+    let new = replace(engine, plan, &spec, &backup, context).await?;
+
+    if plan.keep_images > 0 {
+        prune_images(engine, &request.repository, plan.keep_images, log).await;
+    }
+    Ok(DeployOutcome {
+        summary: format!(
+            "{} runs {} (container {}) after {:.1}s",
+            name,
+            request.image(),
+            short(&new),
+            started.elapsed().as_secs_f64()
+        ),
+    })
+}
+
+fn failed(what: &str, error: EngineError) -> DeployError {
+    DeployError::Failed(format!("{what}: {error}"))
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+/// Put a stage's containers back in order after a deployment that did not
+/// finish (wharf was killed mid-way):
+/// - only the backup exists: it was the serving version; rename it back and
+///   start it;
+/// - both exist: the current one is the unverified new one. Keep it if it
+///   runs and is not unhealthy (the stale backup goes); else remove it and
+///   restore the backup.
+///
+/// # Errors
+/// The engine failed.
+pub async fn recover(
+    engine: &Engine,
+    name: &str,
+    backup: &str,
+    log: &LogSink,
+) -> Result<(), EngineError> {
+    let Some(old) = engine.container(backup).await? else {
+        return Ok(());
+    };
+    match engine.container(name).await? {
+        None => {
+            log.info(format!(
+                "found {backup} left by an interrupted deployment and no {name}: restoring it"
+            ));
+            engine.rename(&old.id, name).await?;
+            if !old.running {
+                engine.start(&old.id).await?;
+            }
+        }
+        Some(current) if current.running && current.health != Some(HealthState::Unhealthy) => {
+            log.info(format!(
+                "found {backup} left by an interrupted deployment; {name} runs, so the stale {backup} is removed"
+            ));
+            engine.remove(&old.id).await?;
+        }
+        Some(current) => {
+            log.info(format!(
+                "found {backup} left by an interrupted deployment and {name} not running: restoring {backup}"
+            ));
+            engine.remove(&current.id).await?;
+            engine.rename(&old.id, name).await?;
+            engine.start(&old.id).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Pull the exact tag (or digest), with credentials from the Docker config
+/// file, and report progress in a condensed form.
+async fn pull(
+    engine: &Engine,
+    request: &DeployRequest,
+    log: &LogSink,
+) -> Result<String, DeployError> {
+    let registry = auth::registry_of(&request.repository);
+    let credentials = match auth::config_path() {
+        None => None,
+        Some(path) => match auth::lookup(&path, registry) {
+            Ok(Lookup::Found(credentials)) => {
+                log.info(format!(
+                    "using credentials for {registry} from {}",
+                    path.display()
+                ));
+                Some(credentials)
+            }
+            Ok(Lookup::HelperOnly(helper)) => {
+                log.info(format!(
+                    "{} names the credential helper '{helper}' for {registry}; wharf reads only `auths` entries, so it pulls anonymously",
+                    path.display()
+                ));
+                None
+            }
+            Ok(Lookup::None) => None,
+            Err(why) => {
+                log.info(format!("ignoring registry credentials: {why}"));
+                None
+            }
+        },
+    };
+    let reference = request.pull_reference();
+    let version = request.digest.as_deref().unwrap_or(&request.tag);
+    log.info(format!("pulling {reference}"));
+    let started = Instant::now();
+    let mut progress = PullProgress::new(log.clone());
+    let result = engine
+        .pull(
+            &request.repository,
+            version,
+            credentials.as_ref(),
+            |event| progress.event(event),
+        )
+        .await;
+    progress.finish();
+    match result {
+        Ok(()) => {
+            log.info(format!(
+                "pulled {reference} in {:.1}s",
+                started.elapsed().as_secs_f64()
+            ));
+            Ok(reference)
+        }
+        Err(EngineError::Unreachable { host, message }) => Err(DeployError::Unavailable(format!(
+            "cannot reach the Docker engine at {host} to pull {reference}: {message}"
+        ))),
+        Err(e) => Err(DeployError::Failed(format!(
+            "cannot pull {reference}: {e}; the running container was not touched"
+        ))),
+    }
+}
+
+/// Turns the engine's byte-by-byte pull events into a few log lines: the
+/// registry's own messages, a summary every few seconds while layers
+/// download, and a count of layers at the end.
+struct PullProgress {
+    log: LogSink,
+    layers: BTreeMap<String, (i64, i64)>,
+    done: usize,
+    present: usize,
+    last_summary: Instant,
+}
+
+impl PullProgress {
+    fn new(log: LogSink) -> Self {
+        PullProgress {
+            log,
+            layers: BTreeMap::new(),
+            done: 0,
+            present: 0,
+            last_summary: Instant::now(),
+        }
+    }
+
+    fn event(&mut self, event: PullEvent) {
+        let layer = event.layer.clone().unwrap_or_default();
+        match event.status.as_str() {
+            "Pulling fs layer" | "Waiting" | "Verifying Checksum" | "Download complete" => {}
+            "Downloading" => {
+                if let (Some(current), Some(total)) = (event.current, event.total) {
+                    self.layers.insert(layer, (current, total));
+                }
+                if self.last_summary.elapsed() >= PROGRESS_EVERY {
+                    self.last_summary = Instant::now();
+                    let (current, total) = self
+                        .layers
+                        .values()
+                        .fold((0, 0), |(c, t), (lc, lt)| (c + lc, t + lt));
+                    self.log.info(format!(
+                        "downloading: {} of {} ({} layers in progress, {} done)",
+                        human_bytes(current),
+                        human_bytes(total),
+                        self.layers.len(),
+                        self.done
+                    ));
+                }
+            }
+            "Extracting" => {}
+            "Pull complete" => {
+                self.layers.remove(&layer);
+                self.done += 1;
+            }
+            "Already exists" => self.present += 1,
+            status => self.log.info(status.to_string()),
+        }
+    }
+
+    fn finish(&self) {
+        if self.done + self.present > 0 {
+            self.log.info(format!(
+                "layers: {} pulled, {} already present",
+                self.done, self.present
+            ));
+        }
+    }
+}
+
+fn human_bytes(bytes: i64) -> String {
+    let bytes = bytes.max(0) as f64;
+    if bytes >= 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.2} GiB", bytes / (1024.0 * 1024.0 * 1024.0))
+    } else if bytes >= 1024.0 * 1024.0 {
+        format!("{:.1} MiB", bytes / (1024.0 * 1024.0))
+    } else {
+        format!("{:.0} KiB", bytes / 1024.0)
+    }
+}
+
+/// The container to create, from the plan and the request.
+fn container_spec(
+    plan: &Plan,
+    request: &DeployRequest,
+    name: &str,
+    image: &str,
+) -> Result<ContainerSpec, DeployError> {
+    let mut env = BTreeMap::new();
+    if let Some(path) = &plan.env_file {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            DeployError::Failed(format!(
+                "cannot read env_file {}: {e}; the running container was not touched",
+                path.display()
+            ))
+        })?;
+        env.extend(parse_env_file(&text));
+    }
+    env.extend(plan.env.clone());
+    let mut labels = plan.labels.clone();
+    labels.insert("wharf.project".into(), request.project.clone());
+    labels.insert("wharf.stage".into(), request.stage.clone());
+    labels.insert("wharf.deployment".into(), request.deployment_id.clone());
+    labels.insert("wharf.image".into(), request.image());
+    if let Some(digest) = &request.digest {
+        labels.insert("wharf.digest".into(), digest.clone());
+    }
+    let mut ports: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for port in &plan.ports {
+        ports.entry(port.key()).or_default().push((
+            port.host_ip.clone(),
+            port.host_port.map(|p| p.to_string()).unwrap_or_default(),
+        ));
+    }
+    let network = plan
+        .primary_network
+        .as_ref()
+        .map(|n| (n.clone(), plan.networks.get(n).cloned().unwrap_or_default()));
+    Ok(ContainerSpec {
+        name: name.to_string(),
+        image: image.to_string(),
+        env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        command: plan.command.clone(),
+        entrypoint: plan.entrypoint.clone(),
+        labels,
+        ports,
+        binds: plan.volumes.clone(),
+        network,
+        restart: plan.restart.name.clone(),
+        restart_max: plan.restart.max_retries,
+        memory: plan.memory,
+        nano_cpus: plan.nano_cpus,
+        stop_timeout: i64::try_from(plan.stop_timeout.as_secs()).ok(),
+    })
+}
+
+/// Docker's env-file format: `KEY=VALUE` lines, `#` comments and blank lines
+/// skipped, a bare `KEY` taken from wharf's own environment when set.
+fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(|line| line.trim_start())
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| match line.split_once('=') {
+            Some((key, value)) => Some((key.trim_end().to_string(), value.to_string())),
+            None => std::env::var(line.trim_end())
+                .ok()
+                .map(|value| (line.trim_end().to_string(), value)),
+        })
+        .collect()
+}
+
+/// Swap the containers. Returns the new container's id.
+async fn replace(
+    engine: &Engine,
+    plan: &Plan,
+    spec: &ContainerSpec,
+    backup: &str,
+    context: &DeployContext,
+) -> Result<String, DeployError> {
+    let log = &context.log;
+    let name = spec.name.as_str();
+    let old = engine.container(name).await.map_err(|e| {
+        failed(
+            "cannot inspect the current container; nothing was changed",
+            e,
+        )
+    })?;
+    let swap = Swap {
+        engine,
+        name,
+        backup,
+        old: old.clone(),
+        log,
+    };
+    if let Some(old) = &old {
+        engine.rename(&old.id, backup).await.map_err(|e| {
+            failed(
+                &format!("cannot rename {name} to {backup}; nothing was changed"),
+                e,
+            )
+        })?;
+    }
+
+    // Created before the old one stops: a spec the engine refuses (unknown
+    // network, bad volume) costs no downtime.
+    let new = match engine.create(spec).await {
+        Ok(id) => id,
+        Err(e) => {
+            let restored = swap.restore(None, false).await;
+            return Err(DeployError::Failed(format!(
+                "cannot create the new container: {e}; {restored}"
+            )));
+        }
+    };
+    for (network, aliases) in &plan.networks {
+        if Some(network) == plan.primary_network.as_ref() {
+            continue;
+        }
+        if let Err(e) = engine.join_network(&new, network, aliases).await {
+            let restored = swap.restore(Some(&new), false).await;
+            return Err(DeployError::Failed(format!(
+                "cannot join network {network}: {e}; {restored}"
+            )));
+        }
+    }
+    log.info(format!(
+        "created {name} ({}) from {}",
+        short(&new),
+        spec.image
+    ));
+
+    let stopped_old = plan.strategy == Strategy::StopFirst;
+    if let (true, Some(old)) = (stopped_old, &old) {
+        if old.running {
+            log.info(format!(
+                "stopping the previous container ({})",
+                short(&old.id)
+            ));
+            if let Err(e) = engine.stop(&old.id, plan.stop_timeout).await {
+                let restored = swap.restore(Some(&new), true).await;
+                return Err(DeployError::Failed(format!(
+                    "cannot stop the previous container: {e}; {restored}"
+                )));
+            }
+        }
+    }
+    if let Err(e) = engine.start(&new).await {
+        let restored = swap.restore(Some(&new), stopped_old).await;
+        return Err(DeployError::Failed(format!(
+            "the new container did not start: {e}; {restored}"
+        )));
+    }
+    log.info(format!("started {name}; waiting until it is healthy"));
+
+    let gate = tokio::select! {
+        verdict = health_gate(engine, plan, &new, log) => verdict,
+        _ = context.cancel.cancelled() => Gate::Cancelled,
+    };
+    match gate {
+        Gate::Healthy(how) => {
+            log.info(format!("{name} is healthy: {how}"));
+            if let Some(old) = &old {
+                match engine.remove(&old.id).await {
+                    Ok(()) => log.info(format!("removed the previous container ({})", short(&old.id))),
+                    // The new version serves; the leftover is cleaned up by
+                    // the next deployment's recovery.
+                    Err(e) => log.info(format!(
+                        "could not remove the previous container {backup}: {e}; the next deployment removes it"
+                    )),
+                }
+            }
+            Ok(new)
+        }
+        Gate::Unhealthy(why) => {
+            swap.capture_output(&new).await;
+            let restored = swap.restore(Some(&new), stopped_old).await;
+            Err(DeployError::Failed(format!("{why}; {restored}")))
+        }
+        Gate::Cancelled => {
+            let restored = swap.restore(Some(&new), stopped_old).await;
+            Err(DeployError::Cancelled(format!(
+                "stopped while waiting for the new container to become healthy; {restored}"
+            )))
+        }
+    }
+}
+
+/// The state of a replacement in progress, and how to undo it.
+struct Swap<'a> {
+    engine: &'a Engine,
+    name: &'a str,
+    backup: &'a str,
+    old: Option<ContainerInfo>,
+    log: &'a LogSink,
+}
+
+impl Swap<'_> {
+    /// The failed container's last lines, into the deployment log.
+    async fn capture_output(&self, new: &str) {
+        match self.engine.tail(new, FAILED_LOG_LINES).await {
+            Ok(lines) if lines.is_empty() => self.log.info("the new container wrote no output"),
+            Ok(lines) => {
+                self.log.info(format!(
+                    "last {} lines of the new container's output:",
+                    lines.len()
+                ));
+                for (is_stderr, text) in lines {
+                    let stream = if is_stderr {
+                        LogStream::Stderr
+                    } else {
+                        LogStream::Stdout
+                    };
+                    self.log.line(stream, text);
+                }
+            }
+            Err(e) => self
+                .log
+                .info(format!("could not read the new container's output: {e}")),
+        }
+    }
+
+    /// Remove the new container and put the old one back under its name,
+    /// started again when it was running (and `stopped` says we stopped it).
+    /// Returns what happened, for the error message.
+    async fn restore(&self, new: Option<&str>, stopped: bool) -> String {
+        if let Some(new) = new {
+            if let Err(e) = self.engine.remove(new).await {
+                self.log
+                    .info(format!("could not remove the new container: {e}"));
+            } else {
+                self.log
+                    .info(format!("removed the new container ({})", short(new)));
+            }
+        }
+        let Some(old) = &self.old else {
+            return "there was no previous container to restore".into();
+        };
+        if let Err(e) = self.engine.rename(&old.id, self.name).await {
+            return format!(
+                "restoring the previous container failed ({e}); it is left as {} and the next deployment restores it",
+                self.backup
+            );
+        }
+        if old.running && stopped {
+            if let Err(e) = self.engine.start(&old.id).await {
+                return format!("the previous container could not be started again: {e}");
+            }
+        }
+        let message = if old.running {
+            format!(
+                "the previous container ({}) was restored and serves again",
+                short(&old.id)
+            )
+        } else {
+            format!(
+                "the previous container ({}) was restored (it was not running before)",
+                short(&old.id)
+            )
+        };
+        self.log.info(message.clone());
+        message
+    }
+}
+
+enum Gate {
+    Healthy(String),
+    Unhealthy(String),
+    Cancelled,
+}
+
+/// Wait until the new container is healthy: its HEALTHCHECK reports
+/// healthy and the HTTP check (when configured) answers the expected
+/// status; with neither, it must keep running for `health.grace`. It fails
+/// at once when the container exits or the engine restarts it.
+async fn health_gate(engine: &Engine, plan: &Plan, id: &str, log: &LogSink) -> Gate {
+    let started = Instant::now();
+    let deadline = started + plan.health.timeout;
+    let http = plan.health.http.as_ref();
+    let mut has_healthcheck = None;
+    let mut last_wait = String::new();
+    let mut announced = false;
+    loop {
+        let info = match engine.container(id).await {
+            Ok(Some(info)) => info,
+            Ok(None) => return Gate::Unhealthy("the new container disappeared".into()),
+            Err(e) => return Gate::Unhealthy(format!("cannot inspect the new container: {e}")),
+        };
+        if let Some(why) = ended(&info) {
+            return Gate::Unhealthy(why);
+        }
+        let healthcheck = *has_healthcheck.get_or_insert(info.health.is_some());
+        if !announced {
+            announced = true;
+            log.info(match (healthcheck, http) {
+                (true, Some(h)) => format!("health: the image's HEALTHCHECK, then HTTP GET {} on port {} = {}", h.path, h.port, h.status),
+                (true, None) => "health: the image's HEALTHCHECK".into(),
+                (false, Some(h)) => format!("health: HTTP GET {} on port {} = {}", h.path, h.port, h.status),
+                (false, None) => format!(
+                    "health: no HEALTHCHECK and no health.http; the container must keep running for {}",
+                    humantime::format_duration(plan.health.grace)
+                ),
+            });
+        }
+        let mut passed = true;
+        match info.health {
+            Some(HealthState::Unhealthy) => {
+                return Gate::Unhealthy(format!(
+                    "the new container is unhealthy (HEALTHCHECK: {})",
+                    info.last_health_output.as_deref().unwrap_or("no output")
+                ))
+            }
+            Some(HealthState::Starting) => {
+                passed = false;
+                last_wait = "its HEALTHCHECK still reports starting".into();
+            }
+            Some(HealthState::Healthy) | None => {}
+        }
+        if let (true, Some(check)) = (passed, http) {
+            match probe_target(&info, check.port) {
+                None => {
+                    return Gate::Unhealthy(format!(
+                    "health.http.port {} is neither published nor reachable on a container network",
+                    check.port
+                ))
+                }
+                Some(addr) => match crate::probe::http_status(addr, &check.path).await {
+                    Ok(status) if status == check.status => {}
+                    Ok(status) => {
+                        passed = false;
+                        last_wait = format!(
+                            "GET {} on {addr} answered {status}, expected {}",
+                            check.path, check.status
+                        );
+                    }
+                    Err(why) => {
+                        passed = false;
+                        last_wait = why;
+                    }
+                },
+            }
+        }
+        if passed && !healthcheck && http.is_none() && started.elapsed() < plan.health.grace {
+            passed = false;
+            last_wait = "the grace period is not over".into();
+        }
+        if passed {
+            let how = match (healthcheck, http) {
+                (true, Some(_)) => "HEALTHCHECK healthy and HTTP check passed",
+                (true, None) => "HEALTHCHECK healthy",
+                (false, Some(_)) => "HTTP check passed",
+                (false, None) => "still running after the grace period",
+            };
+            return Gate::Healthy(format!(
+                "{how} after {:.1}s",
+                started.elapsed().as_secs_f64()
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Gate::Unhealthy(format!(
+                "the new container was not healthy within {} ({last_wait})",
+                humantime::format_duration(plan.health.timeout)
+            ));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Why a container counts as failed however its checks look: it exited, or
+/// the engine restarted it (a crash loop under a restart policy).
+fn ended(info: &ContainerInfo) -> Option<String> {
+    if info.restart_count > 0 || info.restarting {
+        // While the engine restarts it, the exit code may already be reset.
+        let code = match info.exit_code {
+            0 => String::new(),
+            code => format!("exit code {code}, "),
+        };
+        return Some(format!(
+            "the new container keeps exiting ({code}restarted {} time(s) by the engine)",
+            info.restart_count.max(1)
+        ));
+    }
+    if !info.running {
+        let mut why = format!("the new container exited with code {}", info.exit_code);
+        if info.oom_killed {
+            why.push_str(" (killed: out of memory)");
+        }
+        if !info.error.is_empty() {
+            why.push_str(&format!(" ({})", info.error));
+        }
+        return Some(why);
+    }
+    None
+}
+
+/// Where to reach a container's port from wharf: its published host port
+/// (a wildcard binding through loopback), else its address on a network.
+fn probe_target(info: &ContainerInfo, port: u16) -> Option<SocketAddr> {
+    let key = format!("{port}/tcp");
+    if let Some((_, ip, host_port)) = info.published.iter().find(|(k, _, _)| *k == key) {
+        let ip = match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V4(v4)) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Ok(IpAddr::V6(v6)) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            Ok(ip) => ip,
+            Err(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        };
+        return Some(SocketAddr::new(ip, *host_port));
+    }
+    info.addresses
+        .iter()
+        .find_map(|a| a.parse::<IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, port))
+}
+
+/// After a success: remove images of `repository` beyond the newest `keep`,
+/// never one that a container (running or not) uses. Failures are logged,
+/// never fatal: the deployment already succeeded.
+async fn prune_images(engine: &Engine, repository: &str, keep: usize, log: &LogSink) {
+    let (images, in_use) = match (engine.images().await, engine.images_in_use().await) {
+        (Ok(images), Ok(in_use)) => (images, in_use),
+        (Err(e), _) | (_, Err(e)) => {
+            log.info(format!("keep_images: cannot list images: {e}"));
+            return;
+        }
+    };
+    let mut mine: Vec<_> = images
+        .into_iter()
+        .filter(|image| {
+            image
+                .references
+                .iter()
+                .any(|r| repository_of(r) == repository)
+        })
+        .collect();
+    mine.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
+    for image in mine.into_iter().skip(keep) {
+        if in_use.contains(&image.id) {
+            continue;
+        }
+        let names: Vec<_> = image
+            .references
+            .iter()
+            .filter(|r| repository_of(r) == repository)
+            .collect();
+        for name in names {
+            match engine.remove_image(name).await {
+                Ok(()) => log.info(format!("keep_images: removed {name}")),
+                Err(EngineError::NotFound(_)) => {}
+                Err(e) => log.info(format!("keep_images: could not remove {name}: {e}")),
+            }
+        }
+    }
+}
+
+/// The normalized repository of a reference as the engine lists it:
+/// `nginx:1.25` → `docker.io/library/nginx`, `127.0.0.1:5000/a/b@sha256:…` →
+/// `127.0.0.1:5000/a/b`.
+fn repository_of(reference: &str) -> String {
+    let name = match reference.split_once('@') {
+        Some((name, _)) => name,
+        None => match reference.rfind(':') {
+            Some(colon) if !reference[colon..].contains('/') => &reference[..colon],
+            _ => reference,
+        },
+    };
+    let (first, rest) = name.split_once('/').unwrap_or(("", name));
+    if !first.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost") {
+        let domain = first.to_ascii_lowercase();
+        let domain = if domain == "index.docker.io" {
+            "docker.io".to_string()
+        } else {
+            domain
+        };
+        if domain == "docker.io" && !rest.contains('/') {
+            return format!("docker.io/library/{rest}");
+        }
+        return format!("{domain}/{rest}");
+    }
+    if name.contains('/') {
+        format!("docker.io/{name}")
+    } else {
+        format!("docker.io/library/{name}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_references_normalize_like_projects() {
+        for (reference, repository) in [
+            ("nginx:1.25", "docker.io/library/nginx"),
+            ("acme/web:v1", "docker.io/acme/web"),
+            ("docker.io/library/nginx:latest", "docker.io/library/nginx"),
+            ("127.0.0.1:5000/acme/web:v2", "127.0.0.1:5000/acme/web"),
+            (
+                "127.0.0.1:5000/acme/web@sha256:abc",
+                "127.0.0.1:5000/acme/web",
+            ),
+            ("localhost/web:1", "localhost/web"),
+            ("Registry.Example.com/a/b:c", "registry.example.com/a/b"),
+        ] {
+            assert_eq!(repository_of(reference), repository, "{reference}");
+        }
+    }
+
+    #[test]
+    fn env_files_read_like_docker() {
+        std::env::set_var("WHARF_DOCKER_TEST_INHERITED", "from-wharf");
+        let parsed = parse_env_file(
+            "# comment\n\nA=1\n  B = two words \nC==x\nWHARF_DOCKER_TEST_INHERITED\nWHARF_DOCKER_TEST_UNSET\n",
+        );
+        assert_eq!(
+            parsed,
+            [
+                ("A".to_string(), "1".to_string()),
+                ("B".to_string(), " two words ".to_string()),
+                ("C".to_string(), "=x".to_string()),
+                (
+                    "WHARF_DOCKER_TEST_INHERITED".to_string(),
+                    "from-wharf".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn probes_go_to_the_published_port_or_the_network_address() {
+        let mut info = ContainerInfo {
+            published: vec![("80/tcp".into(), "0.0.0.0".into(), 8080)],
+            addresses: vec!["172.17.0.5".into()],
+            ..Default::default()
+        };
+        assert_eq!(
+            probe_target(&info, 80),
+            Some("127.0.0.1:8080".parse().unwrap())
+        );
+        assert_eq!(
+            probe_target(&info, 9000),
+            Some("172.17.0.5:9000".parse().unwrap())
+        );
+        info.published = vec![("80/tcp".into(), "127.0.0.2".into(), 18080)];
+        assert_eq!(
+            probe_target(&info, 80),
+            Some("127.0.0.2:18080".parse().unwrap())
+        );
+        info.addresses.clear();
+        assert_eq!(probe_target(&info, 9000), None);
+    }
+
+    #[test]
+    fn crash_loops_and_exits_end_the_gate() {
+        let running = ContainerInfo {
+            running: true,
+            ..Default::default()
+        };
+        assert_eq!(ended(&running), None);
+        let restarted = ContainerInfo {
+            running: true,
+            restart_count: 2,
+            exit_code: 1,
+            ..Default::default()
+        };
+        assert!(ended(&restarted).unwrap().contains("keeps exiting"));
+        let exited = ContainerInfo {
+            exit_code: 137,
+            oom_killed: true,
+            ..Default::default()
+        };
+        assert!(ended(&exited).unwrap().contains("out of memory"));
+    }
+}

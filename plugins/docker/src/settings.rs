@@ -1,0 +1,717 @@
+//! `[docker]` as written in a project file, checked when the file loads.
+//!
+//! Parsing is strict (`deny_unknown_fields`) and every check happens here, so
+//! a typo or an impossible combination is reported with the project file,
+//! not when a push arrives. The deploy path only ever sees a [`Plan`]: the
+//! table turned into values the engine takes (bytes, nano-CPUs, port maps).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use wharf_plugin_api::{Settings, SettingsError};
+
+/// How long a container must stay up when nothing else says it is healthy.
+const DEFAULT_GRACE: Duration = Duration::from_secs(5);
+/// How long a new container may take to become healthy.
+const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long `docker stop` waits before SIGKILL, as Docker's own default.
+const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_KEEP_IMAGES: usize = 3;
+/// The engine refuses memory limits under 6 MiB.
+const MIN_MEMORY: i64 = 6 * 1024 * 1024;
+
+/// The table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Raw {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    ports: Vec<String>,
+    #[serde(default)]
+    env: BTreeMap<String, Scalar>,
+    #[serde(default)]
+    env_file: Option<PathBuf>,
+    #[serde(default)]
+    volumes: Vec<String>,
+    #[serde(default)]
+    network: Option<String>,
+    #[serde(default)]
+    networks: BTreeMap<String, RawNetwork>,
+    #[serde(default)]
+    restart: Option<String>,
+    #[serde(default)]
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    entrypoint: Option<Vec<String>>,
+    #[serde(default)]
+    memory: Option<Scalar>,
+    #[serde(default)]
+    cpus: Option<f64>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+    #[serde(default)]
+    health: Option<RawHealth>,
+    #[serde(default)]
+    strategy: Option<String>,
+    #[serde(default)]
+    keep_images: Option<usize>,
+    #[serde(default)]
+    pull: Option<bool>,
+    #[serde(default)]
+    stop_timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    #[serde(default)]
+    aliases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    #[serde(default)]
+    http: Option<RawHttp>,
+    #[serde(default)]
+    grace: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default)]
+    path: Option<String>,
+    port: u16,
+    #[serde(default)]
+    status: Option<u16>,
+}
+
+/// A TOML value an operator may reasonably write for an environment value or
+/// a size: `PORT = 8080` is as good as `PORT = "8080"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Scalar {
+    fn to_text(&self) -> String {
+        match self {
+            Scalar::Text(text) => text.clone(),
+            Scalar::Integer(n) => n.to_string(),
+            Scalar::Float(x) => x.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+/// Which container goes first during a replacement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    /// Stop the old container, then start the new one: the only choice when
+    /// both would bind the same host port. A short downtime.
+    StopFirst,
+    /// Start the new container next to the old one and stop the old only once
+    /// the new is healthy: no downtime, but no fixed host ports.
+    StartFirst,
+}
+
+/// One published port: `[ip:][host_port:]container_port[/protocol]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// Empty for "all interfaces", as Docker.
+    pub host_ip: String,
+    /// `None`: the engine picks a free port.
+    pub host_port: Option<u16>,
+    pub container_port: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+}
+
+impl PortSpec {
+    /// The engine's key for the container side: `80/tcp`.
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.container_port, self.protocol)
+    }
+}
+
+/// The HTTP health probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpCheck {
+    pub path: String,
+    /// The container's port; wharf finds where it is published.
+    pub port: u16,
+    pub status: u16,
+}
+
+/// When a new container counts as healthy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    pub http: Option<HttpCheck>,
+    /// With neither a HEALTHCHECK nor an HTTP check: how long it must keep
+    /// running (without restarting) to count as healthy.
+    pub grace: Duration,
+    /// The most a health gate may take before the deployment fails.
+    pub timeout: Duration,
+}
+
+/// The restart policy, as the engine names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restart {
+    pub name: String,
+    pub max_retries: Option<i64>,
+}
+
+/// `[docker]`, validated and resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// `None`: `wharf-<project>-<stage>`.
+    pub name: Option<String>,
+    pub ports: Vec<PortSpec>,
+    pub env: BTreeMap<String, String>,
+    pub env_file: Option<PathBuf>,
+    /// `source:target[:options]`, as Docker's `-v`.
+    pub volumes: Vec<String>,
+    /// Networks by name with their aliases; `primary` is joined at creation,
+    /// the others right after (API 1.41 takes one network at creation).
+    pub networks: BTreeMap<String, Vec<String>>,
+    pub primary_network: Option<String>,
+    pub restart: Restart,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub memory: Option<i64>,
+    pub nano_cpus: Option<i64>,
+    pub labels: BTreeMap<String, String>,
+    pub health: Health,
+    pub strategy: Strategy,
+    pub keep_images: usize,
+    pub pull: bool,
+    pub stop_timeout: Duration,
+}
+
+impl Plan {
+    /// Parse and check a settings table.
+    ///
+    /// # Errors
+    /// A message that starts with `[docker]` and names the key.
+    pub fn parse(settings: &Settings) -> Result<Plan, SettingsError> {
+        let raw: Raw = Settings::try_into(settings.clone())
+            .map_err(|e| SettingsError::new(format!("[docker]: {}", e.message().trim())))?;
+        let fail = |message: String| Err(SettingsError::new(format!("[docker] {message}")));
+
+        if let Some(name) = &raw.name {
+            if !is_container_name(name) {
+                return fail(format!(
+                    "name '{name}' is not a container name: letters, digits, '_', '.', '-', starting with a letter or digit"
+                ));
+            }
+        }
+        let mut ports = Vec::new();
+        for text in &raw.ports {
+            match parse_port(text) {
+                Ok(port) => ports.push(port),
+                Err(why) => return fail(format!("ports: '{text}': {why}")),
+            }
+        }
+        let mut env = BTreeMap::new();
+        for (key, value) in &raw.env {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                return fail(format!(
+                    "env: '{key}' is not a variable name (no '=', not empty)"
+                ));
+            }
+            env.insert(key.clone(), value.to_text());
+        }
+        if let Some(file) = &raw.env_file {
+            if !file.is_absolute() {
+                return fail(format!(
+                    "env_file '{}' must be an absolute path (it is read by wharf at each deployment)",
+                    file.display()
+                ));
+            }
+        }
+        for volume in &raw.volumes {
+            if let Err(why) = check_volume(volume) {
+                return fail(format!("volumes: '{volume}': {why}"));
+            }
+        }
+        let mut networks: BTreeMap<String, Vec<String>> = raw
+            .networks
+            .iter()
+            .map(|(name, n)| (name.clone(), n.aliases.clone()))
+            .collect();
+        if let Some(network) = &raw.network {
+            networks.entry(network.clone()).or_default();
+        }
+        for (name, aliases) in &networks {
+            if name.is_empty() {
+                return fail("network names must not be empty".into());
+            }
+            if aliases.iter().any(|a| a.is_empty()) {
+                return fail(format!("networks.{name}: an alias is empty"));
+            }
+        }
+        let primary_network = raw
+            .network
+            .clone()
+            .or_else(|| networks.keys().next().cloned());
+        let host_mode = networks.contains_key("host");
+        if host_mode && networks.len() > 1 {
+            return fail("network 'host' cannot be combined with other networks".into());
+        }
+        if host_mode && !ports.is_empty() {
+            return fail(
+                "ports cannot be published with network 'host' (the container uses the host's ports directly)"
+                    .into(),
+            );
+        }
+        let restart = match parse_restart(raw.restart.as_deref().unwrap_or("unless-stopped")) {
+            Ok(restart) => restart,
+            Err(why) => return fail(format!("restart: {why}")),
+        };
+        for (key, list) in [("command", &raw.command), ("entrypoint", &raw.entrypoint)] {
+            if list.as_ref().is_some_and(|l| l.is_empty()) {
+                return fail(format!(
+                    "{key} is empty: leave it out to use the image's own, or give the program and its arguments"
+                ));
+            }
+        }
+        let memory = match &raw.memory {
+            None => None,
+            Some(value) => match parse_memory(&value.to_text()) {
+                Ok(bytes) if bytes < MIN_MEMORY => {
+                    return fail(format!(
+                        "memory '{}' is below the engine's minimum of 6m",
+                        value.to_text()
+                    ))
+                }
+                Ok(bytes) => Some(bytes),
+                Err(why) => return fail(format!("memory '{}': {why}", value.to_text())),
+            },
+        };
+        let nano_cpus = match raw.cpus {
+            None => None,
+            Some(cpus) if cpus.is_finite() && cpus > 0.0 && cpus <= 1024.0 => {
+                Some((cpus * 1e9).round() as i64)
+            }
+            Some(cpus) => return fail(format!("cpus = {cpus}: must be a number above 0")),
+        };
+        if let Some(key) = raw.labels.keys().find(|k| k.starts_with("wharf.")) {
+            return fail(format!(
+                "labels: '{key}': wharf.* labels are set by wharf itself"
+            ));
+        }
+        let health = match parse_health(raw.health.as_ref()) {
+            Ok(health) => health,
+            Err(why) => return fail(format!("health: {why}")),
+        };
+        let strategy = match raw.strategy.as_deref() {
+            None | Some("stop-first") => Strategy::StopFirst,
+            Some("start-first") => Strategy::StartFirst,
+            Some(other) => {
+                return fail(format!(
+                    "strategy '{other}': expected \"stop-first\" or \"start-first\""
+                ))
+            }
+        };
+        if strategy == Strategy::StartFirst {
+            if let Some(fixed) = ports.iter().find(|p| p.host_port.is_some()) {
+                return fail(format!(
+                    "strategy \"start-first\" runs the old and the new container side by side, so they cannot both bind host port {}: use \"stop-first\", or publish without a host port",
+                    fixed.host_port.unwrap_or_default()
+                ));
+            }
+        }
+        let stop_timeout = match &raw.stop_timeout {
+            None => DEFAULT_STOP_TIMEOUT,
+            Some(text) => match parse_duration("stop_timeout", text) {
+                Ok(timeout) => timeout,
+                Err(why) => return fail(why),
+            },
+        };
+        Ok(Plan {
+            name: raw.name,
+            ports,
+            env,
+            env_file: raw.env_file,
+            volumes: raw.volumes,
+            networks,
+            primary_network,
+            restart,
+            command: raw.command,
+            entrypoint: raw.entrypoint,
+            memory,
+            nano_cpus,
+            labels: raw.labels,
+            health,
+            strategy,
+            keep_images: raw.keep_images.unwrap_or(DEFAULT_KEEP_IMAGES),
+            pull: raw.pull.unwrap_or(true),
+            stop_timeout,
+        })
+    }
+
+    /// The container's name for a project and stage.
+    pub fn container_name(&self, project: &str, stage: &str) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("wharf-{project}-{stage}"))
+    }
+}
+
+/// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+fn is_container_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 200
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
+fn parse_duration(key: &str, text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .map_err(|e| format!("{key} '{text}' is not a duration like \"5s\" or \"2m\": {e}"))
+}
+
+fn parse_health(raw: Option<&RawHealth>) -> Result<Health, String> {
+    let Some(raw) = raw else {
+        return Ok(Health {
+            http: None,
+            grace: DEFAULT_GRACE,
+            timeout: DEFAULT_HEALTH_TIMEOUT,
+        });
+    };
+    let grace = match &raw.grace {
+        Some(text) => parse_duration("grace", text)?,
+        None => DEFAULT_GRACE,
+    };
+    let timeout = match &raw.timeout {
+        Some(text) => parse_duration("timeout", text)?,
+        None => DEFAULT_HEALTH_TIMEOUT,
+    };
+    if timeout.is_zero() {
+        return Err("timeout must be more than 0".into());
+    }
+    if grace > timeout {
+        return Err(format!(
+            "grace ({}) is longer than timeout ({}): the check could never pass",
+            humantime::format_duration(grace),
+            humantime::format_duration(timeout)
+        ));
+    }
+    let http = match &raw.http {
+        None => None,
+        Some(http) => {
+            let path = http.path.clone().unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err(format!(
+                    "http.path '{path}' must start with '/' and contain no spaces or control characters"
+                ));
+            }
+            if http.port == 0 {
+                return Err("http.port must be the container's port (1-65535)".into());
+            }
+            let status = http.status.unwrap_or(200);
+            if !(100..=599).contains(&status) {
+                return Err(format!("http.status {status} is not an HTTP status"));
+            }
+            Some(HttpCheck {
+                path,
+                port: http.port,
+                status,
+            })
+        }
+    };
+    Ok(Health {
+        http,
+        grace,
+        timeout,
+    })
+}
+
+/// Docker's `-p`: `[ip:][host_port:]container_port[/protocol]`, with an IPv6
+/// address in brackets. Port ranges are not supported.
+fn parse_port(text: &str) -> Result<PortSpec, String> {
+    let (spec, protocol) = match text.rsplit_once('/') {
+        Some((spec, protocol)) => (spec, protocol.to_ascii_lowercase()),
+        None => (text, "tcp".to_string()),
+    };
+    if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("protocol '{protocol}' must be tcp, udp or sctp"));
+    }
+    let (host_ip, rest) = if let Some(after) = spec.strip_prefix('[') {
+        let (ip, rest) = after
+            .split_once(']')
+            .ok_or("an IPv6 address needs its closing ']'")?;
+        let rest = rest
+            .strip_prefix(':')
+            .ok_or("expected ':' after the IPv6 address")?;
+        (Some(ip.to_string()), rest)
+    } else {
+        let parts: Vec<&str> = spec.split(':').collect();
+        match parts.len() {
+            1 | 2 => (None, spec),
+            3 => (Some(parts[0].to_string()), &spec[parts[0].len() + 1..]),
+            _ => return Err("expected [ip:][host_port:]container_port[/protocol]".into()),
+        }
+    };
+    if let Some(ip) = &host_ip {
+        if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
+            return Err(format!("'{ip}' is not an IP address"));
+        }
+    }
+    let (host_port, container_port) = match rest.split_once(':') {
+        Some((host, container)) => (Some(host), container),
+        None => (None, rest),
+    };
+    let number = |text: &str, what: &str| -> Result<u16, String> {
+        if text.contains('-') {
+            return Err("port ranges are not supported; list each port".into());
+        }
+        match text.parse::<u16>() {
+            Ok(0) | Err(_) => Err(format!("{what} '{text}' is not a port number (1-65535)")),
+            Ok(port) => Ok(port),
+        }
+    };
+    let container_port = number(container_port, "container port")?;
+    let host_port = match host_port {
+        None | Some("") => None,
+        Some(text) => Some(number(text, "host port")?),
+    };
+    Ok(PortSpec {
+        host_ip: host_ip.unwrap_or_default(),
+        host_port,
+        container_port,
+        protocol,
+    })
+}
+
+/// `source:target[:options]`: a named volume or an absolute host path, an
+/// absolute target, and Docker's bind options.
+fn check_volume(text: &str) -> Result<(), String> {
+    let parts: Vec<&str> = text.split(':').collect();
+    let (source, target, options) = match parts.as_slice() {
+        [source, target] => (*source, *target, None),
+        [source, target, options] => (*source, *target, Some(*options)),
+        _ => return Err("expected source:target[:options]".into()),
+    };
+    if source.is_empty() {
+        return Err("the source is empty".into());
+    }
+    if !source.starts_with('/')
+        && !source
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+    {
+        return Err(format!(
+            "source '{source}' is neither an absolute host path nor a volume name"
+        ));
+    }
+    if !target.starts_with('/') {
+        return Err(format!("target '{target}' must be an absolute path"));
+    }
+    if let Some(options) = options {
+        const KNOWN: &[&str] = &[
+            "ro",
+            "rw",
+            "z",
+            "Z",
+            "nocopy",
+            "shared",
+            "rshared",
+            "slave",
+            "rslave",
+            "private",
+            "rprivate",
+            "consistent",
+            "cached",
+            "delegated",
+        ];
+        if let Some(bad) = options.split(',').find(|o| !KNOWN.contains(o)) {
+            return Err(format!("unknown option '{bad}' (ro, rw, z, Z, nocopy, …)"));
+        }
+    }
+    Ok(())
+}
+
+fn parse_restart(text: &str) -> Result<Restart, String> {
+    let (name, count) = match text.split_once(':') {
+        Some((name, count)) => (name, Some(count)),
+        None => (text, None),
+    };
+    match (name, count) {
+        ("no" | "always" | "unless-stopped", None) | ("on-failure", None) => Ok(Restart {
+            name: name.to_string(),
+            max_retries: None,
+        }),
+        ("on-failure", Some(count)) => match count.parse::<i64>() {
+            Ok(n) if n >= 0 => Ok(Restart {
+                name: name.to_string(),
+                max_retries: Some(n),
+            }),
+            _ => Err(format!("'{text}': the retry count must be a number")),
+        },
+        _ => Err(format!(
+            "'{text}': expected \"no\", \"always\", \"unless-stopped\", \"on-failure\" or \"on-failure:N\""
+        )),
+    }
+}
+
+/// Docker's memory syntax: a number with an optional unit b, k, m, g (powers
+/// of 1024, case-insensitive, an optional trailing `b`/`ib`).
+fn parse_memory(text: &str) -> Result<i64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let split = lower
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(lower.len());
+    let (number, unit) = lower.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| "expected a size like \"512m\" or \"1g\"".to_string())?;
+    let factor: f64 = match unit.trim() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown unit '{other}' (b, k, m, g)")),
+    };
+    let bytes = value * factor;
+    if !bytes.is_finite() || bytes < 1.0 || bytes > i64::MAX as f64 {
+        return Err("out of range".into());
+    }
+    Ok(bytes as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(text: &str) -> Result<Plan, SettingsError> {
+        Plan::parse(&text.parse::<Settings>().unwrap())
+    }
+
+    #[test]
+    fn an_empty_table_gets_safe_defaults() {
+        let plan = plan("").unwrap();
+        assert_eq!(plan.container_name("web", "prod"), "wharf-web-prod");
+        assert_eq!(plan.restart.name, "unless-stopped");
+        assert_eq!(plan.strategy, Strategy::StopFirst);
+        assert_eq!(plan.keep_images, 3);
+        assert!(plan.pull);
+        assert_eq!(plan.health.grace, Duration::from_secs(5));
+        assert_eq!(plan.health.timeout, Duration::from_secs(60));
+        assert!(plan.ports.is_empty() && plan.networks.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_resolves() {
+        let plan = plan(
+            r#"
+name = "web"
+ports = ["127.0.0.1:8080:80", "8443:443/TCP", "53/udp", "[::1]:9000:9000", "127.0.0.1::81"]
+env = { RUST_LOG = "info", PORT = 8080, DEBUG = false }
+env_file = "/etc/web.env"
+volumes = ["/srv/web:/data:ro", "cache:/cache"]
+network = "backend"
+networks = { frontend = { aliases = ["web", "www"] } }
+restart = "on-failure:5"
+command = ["serve", "--fast"]
+memory = "512m"
+cpus = 1.5
+labels = { "traefik.enable" = "true" }
+health = { http = { path = "/healthz", port = 80 }, grace = "2s", timeout = "30s" }
+keep_images = 5
+pull = false
+stop_timeout = "20s"
+"#,
+        )
+        .unwrap();
+        assert_eq!(plan.container_name("a", "b"), "web");
+        let ports: Vec<_> = plan
+            .ports
+            .iter()
+            .map(|p| (p.host_ip.as_str(), p.host_port, p.key()))
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                ("127.0.0.1", Some(8080), "80/tcp".to_string()),
+                ("", Some(8443), "443/tcp".to_string()),
+                ("", None, "53/udp".to_string()),
+                ("::1", Some(9000), "9000/tcp".to_string()),
+                ("127.0.0.1", None, "81/tcp".to_string()),
+            ]
+        );
+        assert_eq!(plan.env["PORT"], "8080");
+        assert_eq!(plan.env["DEBUG"], "false");
+        assert_eq!(plan.primary_network.as_deref(), Some("backend"));
+        assert_eq!(plan.networks["frontend"], ["web", "www"]);
+        assert_eq!(plan.restart.max_retries, Some(5));
+        assert_eq!(plan.memory, Some(512 * 1024 * 1024));
+        assert_eq!(plan.nano_cpus, Some(1_500_000_000));
+        let http = plan.health.http.unwrap();
+        assert_eq!(
+            (http.path.as_str(), http.port, http.status),
+            ("/healthz", 80, 200)
+        );
+        assert_eq!(plan.keep_images, 5);
+        assert_eq!(plan.stop_timeout, Duration::from_secs(20));
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        for (text, needle) in [
+            ("prots = []", "prots"),
+            ("ports = [\"80:80:80:80\"]", "ports"),
+            ("ports = [\"8080-8090:80\"]", "ranges"),
+            ("ports = [\"localhost:8080:80\"]", "not an IP"),
+            ("ports = [\"0:80\"]", "host port"),
+            ("ports = [\"80/icmp\"]", "protocol"),
+            ("name = \"../etc\"", "container name"),
+            ("env_file = \"web.env\"", "absolute"),
+            ("volumes = [\"data\"]", "source:target"),
+            ("volumes = [\"data:relative\"]", "absolute path"),
+            ("volumes = [\"/a:/b:rx\"]", "unknown option"),
+            ("restart = \"sometimes\"", "restart"),
+            ("restart = \"on-failure:x\"", "retry count"),
+            ("memory = \"1x\"", "unit"),
+            ("memory = \"1k\"", "minimum"),
+            ("cpus = 0", "cpus"),
+            ("command = []", "command is empty"),
+            ("labels = { \"wharf.project\" = \"x\" }", "set by wharf"),
+            ("health = { grace = \"soon\" }", "grace"),
+            (
+                "health = { grace = \"2m\", timeout = \"1m\" }",
+                "never pass",
+            ),
+            (
+                "health = { http = { path = \"x\", port = 80 } }",
+                "http.path",
+            ),
+            ("health = { http = { path = \"/\" } }", "port"),
+            ("strategy = \"blue-green\"", "strategy"),
+            ("strategy = \"start-first\"\nports = [\"8080:80\"]", "8080"),
+            ("network = \"host\"\nports = [\"80:80\"]", "host"),
+        ] {
+            let error = plan(text).expect_err(text);
+            assert!(error.message.starts_with("[docker]"), "{text}: {error}");
+            assert!(error.message.contains(needle), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn start_first_accepts_engine_chosen_host_ports() {
+        let plan = plan("strategy = \"start-first\"\nports = [\"127.0.0.1::80\"]").unwrap();
+        assert_eq!(plan.strategy, Strategy::StartFirst);
+    }
+}
