@@ -70,7 +70,7 @@ async fn handle(
     if !bytes.is_complete() {
         return Err(ApiError::TooLarge(limit));
     }
-    let accepted = webhook::accept(&app.engine, &app.config.webhook, &headers.pairs(), &bytes)
+    let accepted = webhook::accept(&app.engine, &app.config, &headers.pairs(), &bytes)
         .await
         .map_err(|e| match e {
             WebhookError::BadRequest(why) => ApiError::BadRequest(why),

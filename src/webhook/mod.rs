@@ -1,10 +1,12 @@
 //! From a webhook request to recorded deployments, independent of HTTP:
 //! verify the signature, parse the payload (any known sender), validate each
-//! pushed reference, match it to projects and stages, and record the
+//! pushed reference, match it to projects and stages (creating a project for
+//! an unknown image when allowed, [`autocreate`]), and record the
 //! deployments durably.
 //!
 //! The secret in the URL is checked before any of this, by the route.
 
+pub mod autocreate;
 pub mod matching;
 pub mod payload;
 pub mod signature;
@@ -13,10 +15,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::config::WebhookConfig;
+use crate::config::DaemonConfig;
 use crate::deploy::engine::Engine;
 use crate::deploy::store::{Status, StoreError};
 use crate::reference::{is_valid_digest, is_valid_tag, normalize_repository};
+use autocreate::AutoCreate;
 use matching::{match_push, Push};
 use signature::SignatureCheck;
 
@@ -55,10 +58,12 @@ pub enum WebhookError {
 /// store that refused the write (500: nothing was recorded, the sender retries).
 pub async fn accept(
     engine: &Arc<Engine>,
-    config: &WebhookConfig,
+    config: &DaemonConfig,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<Accepted, WebhookError> {
+    let config_all = config;
+    let config = &config.webhook;
     if !config.hmac_secret.is_empty() {
         match signature::verify(config.hmac_secret.as_bytes(), headers, body) {
             SignatureCheck::Valid => {}
@@ -98,9 +103,27 @@ pub async fn accept(
         accepted.ignored.extend(invalid);
     }
 
-    let catalog = engine.catalog();
+    let mut catalog = engine.catalog();
     for push in pushes {
-        let matched = match_push(&catalog, &push, "webhook");
+        let mut matched = match_push(&catalog, &push, "webhook");
+        if matched.unknown_repository {
+            match autocreate::for_push(engine, config_all, &push).await {
+                AutoCreate::Created(name) => {
+                    accepted.created_project.get_or_insert(name);
+                    catalog = engine.catalog();
+                    matched = match_push(&catalog, &push, "webhook");
+                }
+                AutoCreate::Exists => {
+                    catalog = engine.catalog();
+                    matched = match_push(&catalog, &push, "webhook");
+                }
+                AutoCreate::Skipped(why) => {
+                    for line in &mut matched.ignored {
+                        *line = format!("{line}: {why}");
+                    }
+                }
+            }
+        }
         accepted.ignored.extend(matched.ignored);
         if matched.deployments.is_empty() {
             continue;
