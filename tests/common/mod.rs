@@ -1,0 +1,373 @@
+//! Real-engine test support: test images built `FROM scratch` with
+//! busybox-static, a Debian `docker-registry` on a free loopback port (its
+//! notifications pointed at wharf), pushes, and a guard that removes every
+//! container, image and process a test made, even when the test fails.
+//!
+//! Tests that need Docker call [`docker_or_skip`] first: without an engine
+//! they print why and return, unless `WHARF_REQUIRE_DOCKER=1` (CI), where
+//! they fail.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where Debian's busybox-static puts its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+/// Debian's docker-registry (CNCF distribution 2.8).
+pub const REGISTRY: &str = "/usr/bin/docker-registry";
+
+/// True when the engine and the test tools are there. Otherwise prints why
+/// and returns false, or panics when `WHARF_REQUIRE_DOCKER=1`.
+pub fn docker_or_skip(test: &str) -> bool {
+    let missing = if !Command::new("docker")
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        Some("`docker info` fails: no Docker engine".to_string())
+    } else if !is_static_busybox(Path::new(BUSYBOX)) {
+        Some(format!(
+            "{BUSYBOX} is not busybox-static (apt-get install busybox-static)"
+        ))
+    } else if !Path::new(REGISTRY).exists() {
+        Some(format!(
+            "{REGISTRY} is missing (apt-get install docker-registry)"
+        ))
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(why) if std::env::var("WHARF_REQUIRE_DOCKER").as_deref() == Ok("1") => {
+            panic!("{test}: {why}, and WHARF_REQUIRE_DOCKER=1")
+        }
+        Some(why) => {
+            eprintln!("SKIPPED {test}: {why} (set WHARF_REQUIRE_DOCKER=1 to fail instead)");
+            false
+        }
+    }
+}
+
+/// A dynamically linked busybox would not run in a `FROM scratch` image:
+/// the ELF file must have no program interpreter (no `PT_INTERP` header).
+fn is_static_busybox(path: &Path) -> bool {
+    let Ok(bytes) = std::fs::read(path) else {
+        return false;
+    };
+    let u16_at = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]) as usize)
+    };
+    let u64_at = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize)
+    };
+    // 64-bit little-endian ELF only (what the tests run on).
+    if bytes.get(..6) != Some(&[0x7f, b'E', b'L', b'F', 2, 1][..]) {
+        return false;
+    }
+    let (Some(offset), Some(size), Some(count)) = (u64_at(0x20), u16_at(0x36), u16_at(0x38)) else {
+        return false;
+    };
+    const PT_INTERP: u32 = 3;
+    (0..count).all(|i| {
+        let at = offset + i * size;
+        bytes
+            .get(at..at + 4)
+            .is_some_and(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) != PT_INTERP)
+    })
+}
+
+/// A name unique to this test and process, usable in container, project
+/// and repository names.
+pub fn unique(test: &str) -> String {
+    format!("{test}-{}", std::process::id())
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Run the docker CLI; panics with its stderr when it fails.
+pub fn docker(args: &[&str]) -> String {
+    let output = docker_output(args);
+    assert!(
+        output.status.success(),
+        "docker {} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+pub fn docker_output(args: &[&str]) -> Output {
+    Command::new("docker")
+        .args(args)
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run docker")
+}
+
+/// What a test image does when it starts.
+#[derive(Debug, Clone)]
+pub enum Behaviour {
+    /// `busybox httpd` on `port`, serving `version` at `/`.
+    Serves { version: String, port: u16 },
+    /// Like `Serves`, with a HEALTHCHECK that passes once httpd answers.
+    ServesHealthy { version: String, port: u16 },
+    /// Like `Serves`, with a HEALTHCHECK that always fails.
+    FailsHealthcheck { version: String, port: u16 },
+    /// Writes a line to stderr and exits 3 at once.
+    ExitsAtOnce,
+}
+
+/// Build `tag` from scratch: busybox-static plus what `behaviour` needs.
+pub fn build_image(tag: &str, behaviour: &Behaviour) {
+    let context = tempfile::tempdir().unwrap();
+    std::fs::copy(BUSYBOX, context.path().join("busybox")).unwrap();
+    std::fs::create_dir(context.path().join("www")).unwrap();
+    let mut dockerfile = String::from("FROM scratch\nCOPY busybox /bin/busybox\n");
+    let serve = |version: &str, port: u16, dockerfile: &mut String| {
+        std::fs::write(
+            context.path().join("www/index.html"),
+            format!("{version}\n"),
+        )
+        .unwrap();
+        dockerfile.push_str(&format!(
+            "COPY www /www\nEXPOSE {port}\nLABEL org.opencontainers.image.title=\"wharf test\" org.opencontainers.image.source=\"https://example.com/wharf-test\"\nCMD [\"/bin/busybox\", \"httpd\", \"-f\", \"-p\", \"{port}\", \"-h\", \"/www\"]\n"
+        ));
+    };
+    match behaviour {
+        Behaviour::Serves { version, port } => serve(version, *port, &mut dockerfile),
+        Behaviour::ServesHealthy { version, port } => {
+            serve(version, *port, &mut dockerfile);
+            dockerfile.push_str(&format!(
+                "HEALTHCHECK --interval=1s --timeout=2s --retries=3 CMD [\"/bin/busybox\", \"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1:{port}/\"]\n"
+            ));
+        }
+        Behaviour::FailsHealthcheck { version, port } => {
+            serve(version, *port, &mut dockerfile);
+            dockerfile.push_str(&format!(
+                "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD [\"/bin/busybox\", \"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1:{port}/no-such-page\"]\n"
+            ));
+        }
+        Behaviour::ExitsAtOnce => dockerfile.push_str(
+            "CMD [\"/bin/busybox\", \"sh\", \"-c\", \"echo crashing on purpose >&2; exit 3\"]\n",
+        ),
+    }
+    std::fs::write(context.path().join("Dockerfile"), dockerfile).unwrap();
+    // No layer cache: tests run in parallel and remove their images, and a
+    // build must never lean on a cached layer another test is deleting.
+    docker(&[
+        "build",
+        "--no-cache",
+        "-q",
+        "-t",
+        tag,
+        context.path().to_str().unwrap(),
+    ]);
+}
+
+/// Build and push `tag`.
+pub fn build_and_push(tag: &str, behaviour: &Behaviour) {
+    build_image(tag, behaviour);
+    docker(&["push", tag]);
+}
+
+/// A `docker-registry` on a free loopback port, storing into a temp folder.
+/// The engine treats 127.0.0.0/8 registries as insecure, so plain HTTP works.
+pub struct Registry {
+    pub port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Registry {
+    /// Start it; with `notify`, its notifications go to that URL (wharf's
+    /// webhook), which is how a real registry triggers wharf.
+    pub fn start(notify: Option<&str>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some(url) = notify {
+            config.push_str(&format!(
+                "notifications:\n  endpoints:\n    - name: wharf\n      url: {url}\n      timeout: 2s\n      threshold: 1\n      backoff: 1s\n"
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.path().join("registry.log");
+        let child = Command::new(REGISTRY)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("registry.err")).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        let registry = Registry {
+            port,
+            child,
+            _dir: dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(port, "/v2/").is_none() {
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not answer on port {port}: {}",
+                registry.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        registry
+    }
+
+    /// `127.0.0.1:<port>`, the registry part of image names.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn output(&self) -> String {
+        let err = self.log.with_file_name("registry.err");
+        format!(
+            "{}{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default(),
+            std::fs::read_to_string(err).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Removes, on drop, every container labelled with one of `projects` or
+/// named with one of `names`, and every image of `repositories` (prefixes
+/// such as `127.0.0.1:5000/`). Runs when a test fails too.
+#[derive(Default)]
+pub struct Cleanup {
+    pub projects: Vec<String>,
+    pub names: Vec<String>,
+    pub repositories: Vec<String>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let mut containers = Vec::new();
+        for project in &self.projects {
+            let label = format!("label=wharf.project={project}");
+            containers.extend(
+                docker_output(&["ps", "-aq", "--filter", &label])
+                    .stdout
+                    .split(|b| *b == b'\n')
+                    .map(|l| String::from_utf8_lossy(l).trim().to_string())
+                    .filter(|l| !l.is_empty()),
+            );
+        }
+        containers.extend(self.names.iter().cloned());
+        for name in &self.names {
+            containers.push(format!("{name}-wharf-old"));
+        }
+        for container in containers {
+            let _ = docker_output(&["rm", "-f", "-v", &container]);
+        }
+        let listing = docker_output(&[
+            "images",
+            "--no-trunc",
+            "--format",
+            "{{.ID}} {{.Repository}}",
+        ]);
+        let mut ids: Vec<String> = String::from_utf8_lossy(&listing.stdout)
+            .lines()
+            .filter_map(|line| line.split_once(' '))
+            .filter(|(_, repository)| {
+                self.repositories
+                    .iter()
+                    .any(|prefix| repository.starts_with(prefix.as_str()))
+            })
+            .map(|(id, _)| id.to_string())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        for id in ids {
+            let _ = docker_output(&["rmi", "-f", &id]);
+        }
+    }
+}
+
+/// GET `path` from 127.0.0.1:`port`: the body of a 200, else `None`.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    use std::io::Write;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?;
+    (status == "200").then(|| body.to_string())
+}
+
+/// What `127.0.0.1:port/` serves, trimmed, polling until `expected` or
+/// `limit`; returns the last answer.
+pub async fn served(port: u16, expected: &str, limit: Duration) -> Option<String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let answer = tokio::task::spawn_blocking(move || http_get(port, "/"))
+            .await
+            .unwrap()
+            .map(|body| body.trim().to_string());
+        if answer.as_deref() == Some(expected) || Instant::now() >= deadline {
+            return answer;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `docker inspect` of one container as JSON, `None` when it does not exist.
+pub fn inspect(container: &str) -> Option<serde_json::Value> {
+    let output = docker_output(&["inspect", container]);
+    if !output.status.success() {
+        return None;
+    }
+    let mut list: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout).ok()?;
+    list.pop()
+}
+
+/// Names of all containers (any state) labelled `wharf.project=<project>`.
+pub fn containers_of(project: &str) -> Vec<String> {
+    let label = format!("label=wharf.project={project}");
+    let mut names: Vec<String> =
+        docker(&["ps", "-a", "--filter", &label, "--format", "{{.Names}}"])
+            .lines()
+            .map(str::to_string)
+            .filter(|l| !l.is_empty())
+            .collect();
+    names.sort();
+    names
+}

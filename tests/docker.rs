@@ -1,0 +1,594 @@
+//! The docker deployer and auto-created projects, end to end: the real
+//! wharf binary, the real Docker engine, a real `docker-registry` whose own
+//! push notifications trigger wharf, and test images built `FROM scratch`
+//! with busybox. No mocks.
+//!
+//! Every test skips (with a message) when Docker or the tools are missing,
+//! unless `WHARF_REQUIRE_DOCKER=1`. Names carry the test name and the pid,
+//! so the tests run in parallel; a guard removes containers and images even
+//! when a test fails.
+
+mod common;
+mod support;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    build_and_push, containers_of, docker, docker_or_skip, free_port, inspect, served, unique,
+    Behaviour, Cleanup, Registry,
+};
+use serde_json::{json, Value};
+use support::Wharf;
+
+/// A deployment on this machine takes a few seconds; leave room for a
+/// loaded CI box.
+const DEPLOY_LIMIT: Duration = Duration::from_secs(60);
+
+/// A wharf, a registry notifying it, one project's names, and the guard.
+/// Fields drop in order: wharf stops first, then the cleanup, then the
+/// registry.
+struct Stack {
+    wharf: Wharf,
+    _cleanup: Cleanup,
+    registry: Registry,
+    /// Project (and repository) name, unique to the test.
+    name: String,
+    /// `127.0.0.1:<registry>/acme/<name>`.
+    repository: String,
+}
+
+impl Stack {
+    async fn start(test: &str, wharf_toml: &str, notify: bool) -> Stack {
+        let wharf = Wharf::start(wharf_toml).await;
+        let url = format!("{}/api/webhook/{}", wharf.base, wharf.secret());
+        let registry = Registry::start(notify.then_some(url.as_str()));
+        let name = unique(test);
+        let repository = format!("{}/acme/{name}", registry.host());
+        let cleanup = Cleanup {
+            projects: vec![name.clone()],
+            names: vec![format!("wharf-{name}-dev")],
+            repositories: vec![format!("{}/", registry.host())],
+        };
+        Stack {
+            wharf,
+            _cleanup: cleanup,
+            registry,
+            name,
+            repository,
+        }
+    }
+
+    fn container(&self) -> String {
+        format!("wharf-{}-dev", self.name)
+    }
+
+    fn image(&self, tag: &str) -> String {
+        format!("{}:{tag}", self.repository)
+    }
+
+    /// Write the project (stage `dev`, every tag) and wait until it loaded.
+    async fn project(&self, docker_table: &str) {
+        self.wharf.write_project(
+            &self.name,
+            &format!(
+                "image = \"{}\"\n\n[stages.dev]\ntags = [\"*\"]\n\n[docker]\n{docker_table}\n",
+                self.repository
+            ),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, body) = self.wharf.admin_get("/api/admin/projects").await;
+            let loaded = body["projects"]
+                .as_array()
+                .is_some_and(|list| list.iter().any(|p| p["name"] == self.name.as_str()));
+            if loaded {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "project {} never loaded: {body:#}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait for the deployment of `tag` to end; returns it with its log.
+    async fn outcome(&self, tag: &str) -> Value {
+        let deadline = Instant::now() + DEPLOY_LIMIT;
+        loop {
+            let (_, body) = self
+                .wharf
+                .admin_get(&format!("/api/admin/deployments?project={}", self.name))
+                .await;
+            let found = body["deployments"].as_array().and_then(|list| {
+                list.iter()
+                    .find(|d| d["tag"] == tag && is_final(&d["status"]))
+                    .cloned()
+            });
+            if let Some(deployment) = found {
+                return self
+                    .wharf
+                    .deployment(deployment["id"].as_str().unwrap())
+                    .await;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no finished deployment of {tag} after {DEPLOY_LIMIT:?}: {body:#}\nwharf:\n{}\nregistry:\n{}",
+                self.wharf.output(),
+                self.registry.output()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Build and push `tag`; the registry's notification deploys it.
+    async fn push_and_wait(&self, tag: &str, behaviour: Behaviour) -> Value {
+        build_and_push(&self.image(tag), &behaviour);
+        self.outcome(tag).await
+    }
+}
+
+fn is_final(status: &Value) -> bool {
+    matches!(
+        status.as_str(),
+        Some("succeeded" | "failed" | "rejected" | "superseded" | "interrupted")
+    )
+}
+
+fn log_text(deployment: &Value) -> String {
+    deployment["log"]
+        .as_array()
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|l| {
+                    format!(
+                        "[{}] {}",
+                        l["stream"].as_str().unwrap_or(""),
+                        l["text"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+fn assert_status(deployment: &Value, status: &str) {
+    assert_eq!(
+        deployment["status"],
+        status,
+        "{:#}\nlog:\n{}",
+        deployment["reason"],
+        log_text(deployment)
+    );
+}
+
+fn started_at(container: &str) -> (String, String) {
+    let state = inspect(container).expect("container exists");
+    (
+        state["Id"].as_str().unwrap().to_string(),
+        state["State"]["StartedAt"].as_str().unwrap().to_string(),
+    )
+}
+
+const NO_AUTO_CREATE: &str = "[auto_create]\nenabled = false\n";
+const AUTO_CREATE: &str = "[auto_create]\nenabled = true\nallow = [\"*\"]\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_deploy_then_upgrade_serves_the_new_version_from_one_container() {
+    if !docker_or_skip("first_deploy_then_upgrade") {
+        return;
+    }
+    let stack = Stack::start("upgrade", NO_AUTO_CREATE, true).await;
+    let port = free_port();
+    stack
+        .project(&format!(
+            "ports = [\"127.0.0.1:{port}:80\"]\nstop_timeout = \"1s\"\nhealth = {{ grace = \"1s\" }}\nenv = {{ GREETING = \"hi\" }}"
+        ))
+        .await;
+
+    // v1 has no HEALTHCHECK: healthy = still running after the grace period.
+    let first = stack
+        .push_and_wait(
+            "v1",
+            Behaviour::Serves {
+                version: "v1".into(),
+                port: 80,
+            },
+        )
+        .await;
+    assert_status(&first, "succeeded");
+    assert!(log_text(&first).contains("still running after the grace period"));
+    assert_eq!(
+        served(port, "v1", Duration::from_secs(5)).await.as_deref(),
+        Some("v1")
+    );
+    let container = inspect(&stack.container()).unwrap();
+    let labels = &container["Config"]["Labels"];
+    assert_eq!(labels["wharf.project"], stack.name.as_str());
+    assert_eq!(labels["wharf.stage"], "dev");
+    assert_eq!(labels["wharf.deployment"], first["id"]);
+    assert_eq!(labels["wharf.image"], stack.image("v1").as_str());
+    assert_eq!(
+        container["HostConfig"]["RestartPolicy"]["Name"],
+        "unless-stopped"
+    );
+    assert!(container["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("GREETING=hi")));
+    // The registry's notification carried the manifest digest: pulled by it.
+    assert!(
+        container["Config"]["Image"]
+            .as_str()
+            .unwrap()
+            .contains("@sha256:"),
+        "{:#}",
+        container["Config"]["Image"]
+    );
+
+    // v2 has a HEALTHCHECK: wharf waits for the engine to call it healthy.
+    let second = stack
+        .push_and_wait(
+            "v2",
+            Behaviour::ServesHealthy {
+                version: "v2".into(),
+                port: 80,
+            },
+        )
+        .await;
+    assert_status(&second, "succeeded");
+    assert!(
+        log_text(&second).contains("HEALTHCHECK healthy"),
+        "{}",
+        log_text(&second)
+    );
+    assert_eq!(
+        served(port, "v2", Duration::from_secs(5)).await.as_deref(),
+        Some("v2")
+    );
+    assert_eq!(containers_of(&stack.name), [stack.container()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broken_images_fail_and_the_previous_version_keeps_serving() {
+    if !docker_or_skip("broken_images_fail") {
+        return;
+    }
+    let stack = Stack::start("broken", NO_AUTO_CREATE, true).await;
+    let port = free_port();
+    stack
+        .project(&format!(
+            "ports = [\"127.0.0.1:{port}:80\"]\nstop_timeout = \"1s\"\nhealth = {{ grace = \"2s\", timeout = \"30s\" }}"
+        ))
+        .await;
+    let good = stack
+        .push_and_wait(
+            "v2",
+            Behaviour::Serves {
+                version: "v2".into(),
+                port: 80,
+            },
+        )
+        .await;
+    assert_status(&good, "succeeded");
+    let (serving_id, _) = started_at(&stack.container());
+
+    // Exits at once (restart policy unless-stopped would loop it forever).
+    let crash = stack
+        .push_and_wait("v3-crash", Behaviour::ExitsAtOnce)
+        .await;
+    assert_status(&crash, "failed");
+    let reason = crash["reason"].as_str().unwrap();
+    assert!(reason.contains("exit"), "{reason}");
+    assert!(reason.contains("serves again"), "{reason}");
+    let log = log_text(&crash);
+    assert!(
+        log.contains("[stderr] crashing on purpose"),
+        "the crashed container's output is not in the log:\n{log}"
+    );
+    assert_eq!(
+        served(port, "v2", Duration::from_secs(10)).await.as_deref(),
+        Some("v2")
+    );
+    assert_eq!(containers_of(&stack.name), [stack.container()]);
+    assert_eq!(
+        started_at(&stack.container()).0,
+        serving_id,
+        "not the same container"
+    );
+
+    // Runs and serves, but its HEALTHCHECK fails.
+    let sick = stack
+        .push_and_wait(
+            "v4-sick",
+            Behaviour::FailsHealthcheck {
+                version: "v4".into(),
+                port: 80,
+            },
+        )
+        .await;
+    assert_status(&sick, "failed");
+    let reason = sick["reason"].as_str().unwrap();
+    assert!(reason.contains("unhealthy"), "{reason}");
+    assert_eq!(
+        served(port, "v2", Duration::from_secs(10)).await.as_deref(),
+        Some("v2")
+    );
+    assert_eq!(containers_of(&stack.name), [stack.container()]);
+    let restored = inspect(&stack.container()).unwrap();
+    assert_eq!(restored["Id"], serving_id.as_str());
+    assert_eq!(restored["State"]["Running"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tag_missing_from_the_registry_fails_and_leaves_the_old_container_untouched() {
+    if !docker_or_skip("missing_tag") {
+        return;
+    }
+    let stack = Stack::start("missing", NO_AUTO_CREATE, true).await;
+    let port = free_port();
+    stack
+        .project(&format!(
+            "ports = [\"127.0.0.1:{port}:8080\"]\nhealth = {{ http = {{ path = \"/\", port = 8080 }} }}"
+        ))
+        .await;
+    let good = stack
+        .push_and_wait(
+            "v1",
+            Behaviour::Serves {
+                version: "v1".into(),
+                port: 8080,
+            },
+        )
+        .await;
+    assert_status(&good, "succeeded");
+    assert!(
+        log_text(&good).contains("HTTP check passed"),
+        "{}",
+        log_text(&good)
+    );
+    let before = started_at(&stack.container());
+
+    // A sender names a tag the registry does not have: the engine's pull fails.
+    let (status, body) = stack
+        .wharf
+        .push(&json!({ "image": stack.image("v9-missing") }).to_string())
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let failed = stack.outcome("v9-missing").await;
+    assert_status(&failed, "failed");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("cannot pull"), "{reason}");
+    assert!(reason.contains("not touched"), "{reason}");
+    assert_eq!(
+        started_at(&stack.container()),
+        before,
+        "the old container was restarted or replaced"
+    );
+    assert_eq!(
+        served(port, "v1", Duration::from_secs(5)).await.as_deref(),
+        Some("v1")
+    );
+    assert_eq!(containers_of(&stack.name), [stack.container()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_left_by_a_crash_is_restored_before_the_next_deploy() {
+    if !docker_or_skip("crash_leftover") {
+        return;
+    }
+    let stack = Stack::start("leftover", NO_AUTO_CREATE, true).await;
+    let port = free_port();
+    stack
+        .project(&format!(
+            "ports = [\"127.0.0.1:{port}:80\"]\nstop_timeout = \"1s\"\nhealth = {{ grace = \"1s\" }}"
+        ))
+        .await;
+    let first = stack
+        .push_and_wait(
+            "v1",
+            Behaviour::Serves {
+                version: "v1".into(),
+                port: 80,
+            },
+        )
+        .await;
+    assert_status(&first, "succeeded");
+    // What wharf leaves when killed right after setting the old one aside.
+    let backup = format!("{}-wharf-old", stack.container());
+    docker(&["stop", "-t", "1", &stack.container()]);
+    docker(&["rename", &stack.container(), &backup]);
+
+    let second = stack
+        .push_and_wait(
+            "v2",
+            Behaviour::Serves {
+                version: "v2".into(),
+                port: 80,
+            },
+        )
+        .await;
+    assert_status(&second, "succeeded");
+    assert!(
+        log_text(&second).contains("left by an interrupted deployment"),
+        "{}",
+        log_text(&second)
+    );
+    assert_eq!(
+        served(port, "v2", Duration::from_secs(5)).await.as_deref(),
+        Some("v2")
+    );
+    assert_eq!(containers_of(&stack.name), [stack.container()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_pushed_image_creates_its_project_and_deploys() {
+    if !docker_or_skip("auto_create") {
+        return;
+    }
+    let stack = Stack::start("auto", AUTO_CREATE, true).await;
+    // An unprivileged EXPOSE: the host port is the same number.
+    let port = free_port();
+    let image = stack.image("v1");
+    build_and_push(
+        &image,
+        &Behaviour::Serves {
+            version: "auto v1".into(),
+            port,
+        },
+    );
+    let deployment = stack.outcome("v1").await;
+    assert_status(&deployment, "succeeded");
+
+    let file = stack.wharf.project_path(&stack.name);
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with("# Auto-created by wharf at "), "{text}");
+    assert!(
+        text.contains(&format!("# {image} (auto_create.allow matched \"*\")")),
+        "{text}"
+    );
+    assert!(text.contains("#   title        wharf test"), "{text}");
+    assert!(
+        text.contains("#   source       https://example.com/wharf-test"),
+        "{text}"
+    );
+    let project: toml::Table = text.parse().unwrap();
+    assert_eq!(project["image"].as_str(), Some(stack.repository.as_str()));
+    assert_eq!(project["deployer"].as_str(), Some("docker"));
+    let stage = &project["stages"]["dev"];
+    assert_eq!(stage["tags"], toml::Value::Array(vec!["*".into()]));
+    assert_eq!(stage["auto_deploy"].as_bool(), Some(true));
+    let docker_table = project["docker"].as_table().unwrap();
+    assert_eq!(
+        docker_table["ports"],
+        toml::Value::Array(vec![format!("127.0.0.1:{port}:{port}").into()])
+    );
+    assert_eq!(docker_table["restart"].as_str(), Some("unless-stopped"));
+    let keys: Vec<_> = docker_table.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["ports", "restart"], "no other settings by default");
+    let only_file: Vec<_> = std::fs::read_dir(stack.wharf.dir.join("projects"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(only_file, [format!("{}.toml", stack.name)]);
+
+    let container = inspect(&stack.container()).expect("the auto-created project deployed");
+    let bindings = &container["HostConfig"]["PortBindings"][format!("{port}/tcp")];
+    assert_eq!(bindings[0]["HostIp"], "127.0.0.1", "{bindings:#}");
+    assert_eq!(bindings[0]["HostPort"], port.to_string());
+    assert_eq!(container["HostConfig"]["Privileged"], false);
+    assert_eq!(container["HostConfig"]["NetworkMode"], "default");
+    assert!(
+        container["HostConfig"]["Binds"].is_null(),
+        "{:#}",
+        container["HostConfig"]["Binds"]
+    );
+    assert_eq!(
+        served(port, "auto v1", Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("auto v1")
+    );
+    assert!(stack.wharf.output().contains("project auto-created"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_concurrent_pushes_of_one_new_image_create_one_project() {
+    if !docker_or_skip("concurrent_auto_create") {
+        return;
+    }
+    // No notifications: the five pushes are the test's own webhook calls.
+    let stack = Stack::start("many", AUTO_CREATE, false).await;
+    let port = free_port();
+    let image = stack.image("v1");
+    build_and_push(
+        &image,
+        &Behaviour::Serves {
+            version: "many v1".into(),
+            port,
+        },
+    );
+    // Only in the registry now: inspecting it means pulling it.
+    docker(&["rmi", &image]);
+
+    let url = format!("{}/api/webhook/{}", stack.wharf.base, stack.wharf.secret());
+    let body = json!({ "image": image }).to_string();
+    let pushes: Vec<_> = (0..5)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            tokio::spawn(async move {
+                let response = reqwest::Client::new()
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                (status, response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for push in pushes {
+        answers.push(push.await.unwrap());
+    }
+    let mut created = Vec::new();
+    for (status, answer) in &answers {
+        assert_eq!(*status, 202, "{answer:#}");
+        assert_eq!(
+            answer["deployments"].as_array().unwrap().len(),
+            1,
+            "{answer:#}"
+        );
+        assert_eq!(answer["deployments"][0]["project"], stack.name.as_str());
+        if let Some(name) = answer["created_project"].as_str() {
+            created.push(name.to_string());
+        }
+    }
+    assert_eq!(created, [stack.name.as_str()], "{answers:#?}");
+    let files: Vec<_> = std::fs::read_dir(stack.wharf.dir.join("projects"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(files, [format!("{}.toml", stack.name)]);
+
+    // One of the five runs to the end (the others are superseded or run
+    // after it); the service is up once.
+    let deadline = Instant::now() + DEPLOY_LIMIT;
+    loop {
+        let (_, listing) = stack
+            .wharf
+            .admin_get(&format!("/api/admin/deployments?project={}", stack.name))
+            .await;
+        let list = listing["deployments"].as_array().unwrap().clone();
+        assert_eq!(list.len(), 5, "{listing:#}");
+        if list.iter().all(|d| is_final(&d["status"])) {
+            assert!(
+                list.iter().any(|d| d["status"] == "succeeded"),
+                "{listing:#}"
+            );
+            assert!(
+                list.iter()
+                    .all(|d| matches!(d["status"].as_str(), Some("succeeded" | "superseded"))),
+                "{listing:#}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{listing:#}\n{}",
+            stack.wharf.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        served(port, "many v1", Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("many v1")
+    );
+    assert_eq!(containers_of(&stack.name), [stack.container()]);
+}
