@@ -79,7 +79,7 @@ pub async fn deploy(
     let new = replace(engine, plan, &spec, &backup, context).await?;
 
     if plan.keep_images > 0 {
-        prune_images(engine, &request.repository, plan.keep_images, log).await;
+        prune_images(engine, &request.repository, &new, plan.keep_images, log).await;
     }
     Ok(DeployOutcome {
         summary: format!(
@@ -447,6 +447,13 @@ async fn replace(
         Gate::Healthy(how) => {
             log.info(format!("{name} is healthy: {how}"));
             if let Some(old) = &old {
+                // start-first: the old one still runs; let it finish its
+                // requests as a `docker stop` would.
+                if !stopped_old && old.running {
+                    if let Err(e) = engine.stop(&old.id, plan.stop_timeout).await {
+                        log.info(format!("could not stop the previous container: {e}"));
+                    }
+                }
                 match engine.remove(&old.id).await {
                     Ok(()) => log.info(format!("removed the previous container ({})", short(&old.id))),
                     // The new version serves; the leftover is cleaned up by
@@ -698,19 +705,33 @@ fn probe_target(info: &ContainerInfo, port: u16) -> Option<SocketAddr> {
         .map(|ip| SocketAddr::new(ip, port))
 }
 
-/// After a success: remove images of `repository` beyond the newest `keep`,
-/// never one that a container (running or not) uses. Failures are logged,
-/// never fatal: the deployment already succeeded.
-async fn prune_images(engine: &Engine, repository: &str, keep: usize, log: &LogSink) {
-    let (images, in_use) = match (engine.images().await, engine.images_in_use().await) {
-        (Ok(images), Ok(in_use)) => (images, in_use),
-        (Err(e), _) | (_, Err(e)) => {
+/// After a success: keep the image the new container runs and the newest
+/// others of `repository` up to `keep` in all; remove the rest, never one
+/// that a container (running or not) uses, and only by this repository's
+/// names. Failures are logged, never fatal: the deployment already succeeded.
+async fn prune_images(
+    engine: &Engine,
+    repository: &str,
+    new_container: &str,
+    keep: usize,
+    log: &LogSink,
+) {
+    let listed = (
+        engine.images().await,
+        engine.images_in_use().await,
+        engine.container(new_container).await,
+    );
+    let (images, in_use, current) = match listed {
+        (Ok(images), Ok(in_use), Ok(current)) => (images, in_use, current),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
             log.info(format!("keep_images: cannot list images: {e}"));
             return;
         }
     };
+    let current = current.map(|c| c.image_id).unwrap_or_default();
     let mut mine: Vec<_> = images
         .into_iter()
+        .filter(|image| image.id != current)
         .filter(|image| {
             image
                 .references
@@ -719,7 +740,7 @@ async fn prune_images(engine: &Engine, repository: &str, keep: usize, log: &LogS
         })
         .collect();
     mine.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
-    for image in mine.into_iter().skip(keep) {
+    for image in mine.into_iter().skip(keep.saturating_sub(1)) {
         if in_use.contains(&image.id) {
             continue;
         }
