@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     build_and_push, containers_of, docker, docker_or_skip, free_port, inspect, served, unique,
-    Behaviour, Cleanup, Registry,
+    Behaviour, Cleanup, Daemon, Registry,
 };
 use serde_json::{json, Value};
 use support::Wharf;
@@ -185,7 +185,7 @@ async fn first_deploy_then_upgrade_serves_the_new_version_from_one_container() {
     let port = free_port();
     stack
         .project(&format!(
-            "ports = [\"127.0.0.1:{port}:80\"]\nstop_timeout = \"1s\"\nhealth = {{ grace = \"1s\" }}\nenv = {{ GREETING = \"hi\" }}"
+            "ports = [\"127.0.0.1:{port}:80\"]\nstop_timeout = \"1s\"\nhealth = {{ grace = \"1s\" }}\nenv = {{ GREETING = \"hi\" }}\nkeep_images = 1"
         ))
         .await;
 
@@ -250,6 +250,13 @@ async fn first_deploy_then_upgrade_serves_the_new_version_from_one_container() {
         Some("v2")
     );
     assert_eq!(containers_of(&stack.name), [stack.container()]);
+    // keep_images = 1: v1's image went with the success of v2, v2's stays.
+    let v1_gone = !common::docker_output(&["image", "inspect", &stack.image("v1")])
+        .status
+        .success();
+    assert!(v1_gone, "{}", log_text(&second));
+    assert!(log_text(&second).contains("keep_images: removed"));
+    docker(&["image", "inspect", &stack.image("v2")]);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -591,4 +598,144 @@ async fn five_concurrent_pushes_of_one_new_image_create_one_project() {
         Some("many v1")
     );
     assert_eq!(containers_of(&stack.name), [stack.container()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn start_first_keeps_the_old_container_running_until_the_new_one_is_healthy() {
+    if !docker_or_skip("start_first") {
+        return;
+    }
+    let stack = Stack::start("startfirst", NO_AUTO_CREATE, true).await;
+    // No fixed host port: the engine picks one for each container.
+    stack
+        .project(
+            "strategy = \"start-first\"\nports = [\"127.0.0.1::80\"]\nhealth = { http = { path = \"/\", port = 80 } }",
+        )
+        .await;
+    let first = stack
+        .push_and_wait(
+            "v1",
+            Behaviour::Serves {
+                version: "v1".into(),
+                port: 80,
+            },
+        )
+        .await;
+    assert_status(&first, "succeeded");
+    let before = started_at(&stack.container());
+
+    let sick = stack
+        .push_and_wait(
+            "v2-sick",
+            Behaviour::FailsHealthcheck {
+                version: "v2".into(),
+                port: 80,
+            },
+        )
+        .await;
+    assert_status(&sick, "failed");
+    assert!(
+        !log_text(&sick).contains("stopping the previous container"),
+        "{}",
+        log_text(&sick)
+    );
+    assert_eq!(
+        started_at(&stack.container()),
+        before,
+        "start-first stopped or replaced the serving container"
+    );
+
+    let good = stack
+        .push_and_wait(
+            "v3",
+            Behaviour::Serves {
+                version: "v3".into(),
+                port: 80,
+            },
+        )
+        .await;
+    assert_status(&good, "succeeded");
+    assert_eq!(containers_of(&stack.name), [stack.container()]);
+    let container = inspect(&stack.container()).unwrap();
+    assert_eq!(
+        container["Config"]["Labels"]["wharf.image"],
+        stack.image("v3").as_str()
+    );
+    let port: u16 = container["NetworkSettings"]["Ports"]["80/tcp"][0]["HostPort"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        served(port, "v3", Duration::from_secs(5)).await.as_deref(),
+        Some("v3")
+    );
+}
+
+/// No engine behind DOCKER_HOST (needs no Docker, so it always runs): the
+/// unknown image still gets a project, without ports, saying why; its
+/// deployment fails as unavailable and the daemon keeps answering.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_that_cannot_be_inspected_still_gets_a_project_without_ports() {
+    let socket = std::env::temp_dir().join(format!("wharf-no-engine-{}.sock", std::process::id()));
+    let docker_host = format!("unix://{}", socket.display());
+    let daemon = Daemon::start(AUTO_CREATE, &[("DOCKER_HOST", &docker_host)]);
+    let (secret, token) = daemon.secrets();
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{}/api/webhook/{secret}", daemon.base))
+        // `ghost_app` becomes the project name `ghost-app`.
+        .body(r#"{"image": "registry.example.com:5000/acme/ghost_app:v1"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["created_project"], "ghost-app", "{body:#}");
+    let id = body["deployments"][0]["id"].as_str().unwrap().to_string();
+
+    let text = std::fs::read_to_string(daemon.dir.path().join("projects/ghost-app.toml")).unwrap();
+    assert!(
+        text.contains("NO PORTS: wharf could not inspect the image"),
+        "{text}"
+    );
+    assert!(text.contains("cannot reach the Docker engine"), "{text}");
+    let project: toml::Table = text.parse().unwrap();
+    assert!(project["docker"].get("ports").is_none(), "{text}");
+
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let deployment = loop {
+        let deployment: Value = http
+            .get(format!("{}/api/admin/deployments/{id}", daemon.base))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if is_final(&deployment["status"]) {
+            break deployment;
+        }
+        assert!(Instant::now() < deadline, "{deployment:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(deployment["status"], "failed", "{deployment:#}");
+    let reason = deployment["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("unavailable: cannot reach the Docker engine"),
+        "{reason}"
+    );
+    assert!(reason.contains(&socket.display().to_string()), "{reason}");
+    assert!(
+        daemon.output().contains("cannot inspect the image"),
+        "{}",
+        daemon.output()
+    );
+    let health = http
+        .get(format!("{}/healthz", daemon.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
 }

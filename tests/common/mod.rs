@@ -371,3 +371,79 @@ pub fn containers_of(project: &str) -> Vec<String> {
     names.sort();
     names
 }
+
+/// The wharf binary with its own environment (which `support::Wharf` does
+/// not set): for a daemon that must see another `DOCKER_HOST`.
+pub struct Daemon {
+    child: Child,
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    output: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Daemon {
+    pub fn start(extra_toml: &str, env: &[(&str, &str)]) -> Daemon {
+        use std::io::{BufRead, BufReader};
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("wharf.toml"),
+            format!("listen = \"127.0.0.1:0\"\nprojects_dir = \"projects\"\nstate_dir = \"state\"\n{extra_toml}\n"),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wharf"))
+            .arg("--config")
+            .arg(dir.path().join("wharf.toml"))
+            .env_remove("WHARF_CONFIG")
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wharf");
+        let output = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let lines = output.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("address=127.0.0.1:").nth(1) {
+                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    let _ = port_tx.send(port);
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("wharf did not start: {:?}", output.lock().unwrap()));
+        Daemon {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            dir,
+            output,
+        }
+    }
+
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap().join("\n")
+    }
+
+    /// (webhook secret, admin token) from the generated settings.toml.
+    pub fn secrets(&self) -> (String, String) {
+        let text = std::fs::read_to_string(self.dir.path().join("state/settings.toml")).unwrap();
+        let table: toml::Table = text.parse().unwrap();
+        (
+            table["webhook_secret"].as_str().unwrap().to_string(),
+            table["admin_token"].as_str().unwrap().to_string(),
+        )
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
