@@ -15,6 +15,9 @@
 //! reached through `as_*` methods that default to `None`, so a plugin that
 //! cannot inspect images simply does not implement them.
 //!
+//! Plugins that run programs (script, compose) share [`process`]: argv only,
+//! a process group per child, output into the log, deadline and cancellation.
+//!
 //! This crate depends on neither Rocket nor bollard: plugins depend on it,
 //! never on the daemon.
 
@@ -26,6 +29,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 pub use tokio_util::sync::CancellationToken;
+
+pub mod process;
 
 /// A deployer's settings: its TOML table from the project file, with the
 /// stage's table merged over the project's.

@@ -6,34 +6,23 @@
 //! `WHARF_IMAGE`, `WHARF_DIGEST`, `WHARF_DEPLOYMENT_ID`), so no push can
 //! inject a command. The child runs in a process group of its own: on timeout
 //! or cancellation the whole group is terminated, so a script's children do
-//! not outlive a deployment that was given up.
+//! not outlive a deployment that was given up ([`wharf_plugin_api::process`]
+//! does the running, for this plugin and compose alike).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::process::{Child, Command};
-use tokio::task::JoinHandle;
+use tokio::process::Command;
+use wharf_plugin_api::process::{Finished, Limits, Output, RunError, Running};
 use wharf_plugin_api::{
-    DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, LogSink, LogStream,
-    Settings, SettingsError,
+    DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, Settings, SettingsError,
 };
 
 /// Default limit for one run of the command.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
-/// After SIGTERM, how long the group gets before SIGKILL.
-const KILL_GRACE: Duration = Duration::from_secs(5);
-/// After the command exits, how long we keep reading output that background
-/// children may still hold open before we stop listening.
-const OUTPUT_DRAIN: Duration = Duration::from_secs(2);
-/// Lines longer than this are cut, so one runaway line cannot fill the store.
-const MAX_LINE_BYTES: usize = 8 * 1024;
 
 /// `[script]` as written in a project file.
 #[derive(Debug, Clone, Deserialize)]
@@ -111,52 +100,23 @@ impl Deployer for ScriptDeployer {
     ) -> Result<DeployOutcome, DeployError> {
         let (settings, timeout) = ScriptSettings::parse(&request.settings)
             .map_err(|e| DeployError::Settings(e.message))?;
-        let started = Instant::now();
-        let mut child = spawn(&settings, request)?;
+        let limits = Limits::new(timeout, context.cancel.clone());
+        let running = Running::spawn(command(&settings, request), &context.log, Output::Log)
+            .map_err(|e| DeployError::Failed(e.to_string()))?;
         context.log.info(format!(
             "started {:?} (pid {}), timeout {}",
             settings.command,
-            child.id().unwrap_or(0),
+            running.pid(),
             humantime::format_duration(timeout)
         ));
-        let readers = [
-            child
-                .stdout
-                .take()
-                .map(|out| forward_lines(out, LogStream::Stdout, context.log.clone())),
-            child
-                .stderr
-                .take()
-                .map(|err| forward_lines(err, LogStream::Stderr, context.log.clone())),
-        ];
-
-        let ending = tokio::select! {
-            status = child.wait() => Ending::Exited(status),
-            _ = tokio::time::sleep(timeout) => Ending::TimedOut,
-            _ = context.cancel.cancelled() => Ending::Cancelled,
-        };
-        let result = match ending {
-            Ending::Exited(status) => {
-                let status = status.map_err(|e| {
-                    DeployError::Failed(format!("could not wait for the command: {e}"))
-                })?;
-                drain(readers).await;
-                judge(status, started.elapsed())
-            }
-            Ending::TimedOut => {
-                terminate_group(&mut child, &context.log).await;
-                drain(readers).await;
-                Err(DeployError::TimedOut(timeout))
-            }
-            Ending::Cancelled => {
-                terminate_group(&mut child, &context.log).await;
-                drain(readers).await;
-                Err(DeployError::Cancelled(
-                    "wharf is shutting down; the command was stopped".into(),
-                ))
-            }
-        };
-        result
+        match running.finish(&limits).await {
+            Ok(finished) => judge(&finished),
+            Err(RunError::TimedOut { .. }) => Err(DeployError::TimedOut(timeout)),
+            Err(RunError::Cancelled { .. }) => Err(DeployError::Cancelled(
+                "wharf is shutting down; the command was stopped".into(),
+            )),
+            Err(error) => Err(DeployError::Failed(error.to_string())),
+        }
     }
 
     /// An operator's script may not be idempotent: never re-run it blindly
@@ -166,22 +126,10 @@ impl Deployer for ScriptDeployer {
     }
 }
 
-enum Ending {
-    Exited(std::io::Result<ExitStatus>),
-    TimedOut,
-    Cancelled,
-}
-
-fn spawn(settings: &ScriptSettings, request: &DeployRequest) -> Result<Child, DeployError> {
+/// The command to run: the operator's argv, the deployment's environment.
+fn command(settings: &ScriptSettings, request: &DeployRequest) -> Command {
     let mut command = Command::new(&settings.command[0]);
-    command
-        .args(&settings.command[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // A group of its own, so a timeout can end the script and its children.
-        .process_group(0)
-        .kill_on_drop(true);
+    command.args(&settings.command[1..]);
     // The daemon's own WHARF_* settings (WHARF_CONFIG, …) are not the
     // script's business and would be confused with the deployment's.
     for (key, _) in std::env::vars_os() {
@@ -201,91 +149,25 @@ fn spawn(settings: &ScriptSettings, request: &DeployRequest) -> Result<Child, De
     if let Some(dir) = &settings.workdir {
         command.current_dir(dir);
     }
-    command.spawn().map_err(|e| {
-        DeployError::Failed(format!(
-            "could not start {:?}: {e}",
-            settings.command.first().map(String::as_str).unwrap_or("")
-        ))
-    })
+    command
 }
 
-fn judge(status: ExitStatus, elapsed: Duration) -> Result<DeployOutcome, DeployError> {
-    let took = format!("{:.1}s", elapsed.as_secs_f64());
-    if status.success() {
-        return Ok(DeployOutcome {
-            summary: format!("command exited 0 in {took}"),
-        });
-    }
-    let why = match status.code() {
-        Some(code) => format!("command exited with status {code} after {took}"),
-        None => {
-            use std::os::unix::process::ExitStatusExt;
-            format!(
-                "command was killed by signal {} after {took}",
-                status.signal().unwrap_or(0)
-            )
-        }
-    };
-    Err(DeployError::Failed(why))
-}
-
-/// SIGTERM to the whole group, then SIGKILL if it lingers.
-async fn terminate_group(child: &mut Child, log: &LogSink) {
-    let Some(pid) = child.id() else { return };
-    let group = Pid::from_raw(pid as i32);
-    log.info(format!("stopping process group {pid} (SIGTERM)"));
-    let _ = killpg(group, Signal::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, child.wait())
-        .await
-        .is_err()
-    {
-        log.info(format!("process group {pid} still alive: SIGKILL"));
-    }
-    // Kill stragglers of the group even when the leader obeyed SIGTERM.
-    let _ = killpg(group, Signal::SIGKILL);
-    let _ = child.wait().await;
-}
-
-/// Forward a stream into the log, one line at a time, lossy on bad UTF-8.
-fn forward_lines<R>(stream: R, kind: LogStream, log: LogSink) -> JoinHandle<()>
-where
-    R: AsyncRead + Unpin + Send + 'static,
-{
-    tokio::spawn(async move {
-        let mut reader = BufReader::new(stream);
-        let mut buffer = Vec::new();
-        loop {
-            buffer.clear();
-            match reader.read_until(b'\n', &mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    while buffer.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                        buffer.pop();
-                    }
-                    buffer.truncate(MAX_LINE_BYTES);
-                    log.line(kind, String::from_utf8_lossy(&buffer).into_owned());
-                }
-            }
-        }
-    })
-}
-
-/// Wait for the output readers, but not forever: a background child may keep
-/// the pipes open long after the command itself exited.
-async fn drain(readers: [Option<JoinHandle<()>>; 2]) {
-    let deadline = tokio::time::Instant::now() + OUTPUT_DRAIN;
-    for reader in readers.into_iter().flatten() {
-        let abort = reader.abort_handle();
-        if tokio::time::timeout_at(deadline, reader).await.is_err() {
-            abort.abort();
-        }
+fn judge(finished: &Finished) -> Result<DeployOutcome, DeployError> {
+    let took = format!("{:.1}s", finished.elapsed.as_secs_f64());
+    let what = format!("command {}", finished.describe());
+    if finished.status.success() {
+        Ok(DeployOutcome {
+            summary: format!("{what} in {took}"),
+        })
+    } else {
+        Err(DeployError::Failed(format!("{what} after {took}")))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wharf_plugin_api::CancellationToken;
+    use wharf_plugin_api::{CancellationToken, LogSink, LogStream};
 
     fn settings(text: &str) -> Settings {
         text.parse::<Settings>().unwrap()
