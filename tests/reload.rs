@@ -154,7 +154,7 @@ async fn settings_edits_apply_and_a_bad_edit_keeps_the_old_secret() {
     )
     .unwrap();
     let deadline = Instant::now() + LIVE;
-    while wharf.status_with_secret(&new, body).await != 200 {
+    while wharf.status_with_secret(new, body).await != 200 {
         assert!(Instant::now() < deadline, "hand-edited secret not applied");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -175,7 +175,7 @@ async fn settings_edits_apply_and_a_bad_edit_keeps_the_old_secret() {
     for _ in 0..20 {
         let _ = std::fs::read_to_string(&path).unwrap();
         let _ = std::fs::read_to_string(wharf.project_path("web")).unwrap();
-        assert_eq!(wharf.status_with_secret(&new, body).await, 200);
+        assert_eq!(wharf.status_with_secret(new, body).await, 200);
     }
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(reloads(&wharf.output()), before, "{}", wharf.output());

@@ -10,6 +10,9 @@ use serde_json::Value;
 use sha2::Sha256;
 use support::{script_project, Wharf};
 
+/// Request headers a sender adds, as (name, value).
+type Headers<'a> = &'a [(&'a str, &'a str)];
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 fn fixture(name: &str) -> String {
@@ -122,7 +125,7 @@ async fn every_sender_matches_its_project() {
         ],
     )
     .await;
-    let cases: [(&str, &[(&str, &str)], &str); 5] = [
+    let cases: [(&str, Headers, &str); 5] = [
         ("dockerhub-push.json", &[], "hub"),
         (
             "github-registry-package-published.json",
