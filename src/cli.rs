@@ -98,6 +98,7 @@ pub fn check(config: &DaemonConfig) -> anyhow::Result<bool> {
         println!("error: {error}");
         ok = false;
     }
+    check_docker_engine(config, &catalog);
     if config.auto_create.enabled && registry.get(&config.auto_create.deployer).is_none() {
         println!(
             "warning: auto_create.deployer '{}' is not available in this build (available: {}); unknown images will not create projects",
@@ -112,6 +113,73 @@ pub fn check(config: &DaemonConfig) -> anyhow::Result<bool> {
         catalog.errors().count()
     );
     Ok(ok)
+}
+
+/// Deployers that talk to a Docker engine.
+const ENGINE_DEPLOYERS: &[&str] = &["docker", "compose", "swarm"];
+
+/// When anything in the config needs the local Docker engine, say whether
+/// it answers. Unreachable is a warning, not an error: the engine may start
+/// after wharf, and deployments to it fail (and are logged) until it does.
+fn check_docker_engine(config: &DaemonConfig, catalog: &Catalog) {
+    let users: Vec<String> = catalog
+        .projects()
+        .flat_map(|p| p.stages.values().map(move |s| (p, s)))
+        .filter(|(_, s)| ENGINE_DEPLOYERS.contains(&s.deployer.as_str()))
+        .map(|(p, s)| format!("{}/{}", p.name, s.name))
+        .collect();
+    let auto_create = config.auto_create.enabled
+        && ENGINE_DEPLOYERS.contains(&config.auto_create.deployer.as_str());
+    if users.is_empty() && !auto_create {
+        return;
+    }
+    // The docker plugin's own connection: DOCKER_HOST or the local socket,
+    // and the API version negotiation every deployment starts with.
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| {
+            runtime
+                .block_on(wharf_docker::engine::Engine::connect(
+                    std::time::Duration::from_secs(5),
+                ))
+                .map_err(|e| e.to_string())
+        });
+    match answer {
+        Ok(engine) => println!(
+            "ok: the Docker engine answers at {} (API {})",
+            docker_host(),
+            engine.api_version()
+        ),
+        Err(why) => {
+            let mut needs = Vec::new();
+            if !users.is_empty() {
+                needs.push(format!("stage(s) {}", users.join(", ")));
+            }
+            if auto_create {
+                needs.push("auto_create (image inspection)".to_string());
+            }
+            let hint = if why.contains("ermission denied") {
+                " (is this user in the docker group?)"
+            } else {
+                ""
+            };
+            println!(
+                "warning: {why}{hint}; {} will fail until it answers",
+                needs.join(" and ")
+            );
+        }
+    }
+}
+
+/// The local engine, as the docker plugin and the docker CLI find it (for
+/// the message; the plugin resolves it itself).
+fn docker_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
 }
 
 /// `wharf url`.

@@ -4,6 +4,12 @@
 //! (and recovered) before the listener binds, so the first request already
 //! sees a complete daemon; on shutdown the listener stops first, then
 //! running deployments get their grace period.
+//!
+//! [`readiness`] tells systemd when wharf is ready, reloading or stopping;
+//! [`logging`] picks the log format for a terminal, a pipe or the journal.
+
+pub mod logging;
+pub mod readiness;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -25,6 +31,7 @@ use crate::deploy::notify;
 use crate::deploy::store::Store;
 use crate::metrics::Metrics;
 use crate::plugins;
+use readiness::Notifier;
 
 /// How long a sender's event id is remembered to drop redeliveries: a week.
 const SEEN_EVENTS_KEPT_MS: i64 = 7 * 24 * 3600 * 1000;
@@ -63,17 +70,22 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
     }
     let metrics = Arc::new(Metrics::default());
     let (finished, ended) = mpsc::unbounded_channel();
-    let notifier = tokio::spawn(notify::run(config.notify.clone(), ended));
+    let notifications = tokio::spawn(notify::run(config.notify.clone(), ended));
     let catalog = Arc::new(ArcSwap::from_pointee(catalog));
     let secrets = Arc::new(ArcSwap::from_pointee(secrets));
     let config = Arc::new(config);
-    let _watcher = start_reloader(Live {
-        config: config.clone(),
-        config_file,
-        registry: registry.clone(),
-        catalog: catalog.clone(),
-        secrets: secrets.clone(),
-    });
+    let notifier = Notifier::default();
+    let _watcher = start_reloader(
+        Live {
+            config: config.clone(),
+            config_file,
+            registry: registry.clone(),
+            catalog: catalog.clone(),
+            secrets: secrets.clone(),
+        },
+        notifier.clone(),
+    );
+    let readiness = notifier.fairing(catalog.clone());
     let engine = Engine::new(
         store,
         catalog,
@@ -95,28 +107,42 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
         bound: OnceLock::new(),
     };
     let rocket = api::build(app, api::rocket_figment(&config))
+        .attach(readiness)
         .ignite()
         .await
         .context("cannot start the HTTP server")?;
+    // Rocket listens for SIGTERM only once it serves, after liftoff — after
+    // READY=1. A SIGTERM in between (`systemctl start wharf && systemctl
+    // stop wharf`) must still be a graceful stop, not the default death.
+    let shutdown = rocket.shutdown();
+    let mut terms = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::spawn(async move {
+        if terms.recv().await.is_some() {
+            shutdown.notify();
+        }
+    });
     let rocket = rocket.launch().await.map_err(|e| {
         // Rocket's error type prints its own report on drop; keep ours short.
         anyhow::anyhow!("cannot serve on {}: {e}", config.listen)
     })?;
     drop(rocket);
-    info!(
+    let stopping = format!(
         "shutting down: waiting up to {}s for running deployments",
         config.deploy.shutdown_grace.as_secs()
     );
+    readiness::stopping(&stopping);
+    info!("{stopping}");
     engine.shutdown(config.deploy.shutdown_grace).await;
     drop(engine);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), notifier).await;
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), notifications).await;
     info!("stopped");
     Ok(())
 }
 
 /// Start the one reload task, fed by the file watcher and SIGHUP. Returns
-/// the watcher, which must live as long as the daemon.
-fn start_reloader(live: Live) -> Option<Watcher> {
+/// the watcher, which must live as long as the daemon. systemd hears
+/// `RELOADING=1` when SIGHUP arrives and `READY=1` when that reload is done.
+fn start_reloader(live: Live, notifier: Notifier) -> Option<Watcher> {
     let (reloads, receiver) = mpsc::unbounded_channel();
     let watcher = match reload::watch(&live.config, reloads.clone()) {
         Ok(watcher) => Some(watcher),
@@ -127,8 +153,10 @@ fn start_reloader(live: Live) -> Option<Watcher> {
     };
     match signal(SignalKind::hangup()) {
         Ok(mut hangups) => {
+            let notifier = notifier.clone();
             tokio::spawn(async move {
                 while hangups.recv().await.is_some() {
+                    notifier.reloading();
                     if reloads.send(Reload::All).is_err() {
                         break;
                     }
@@ -137,8 +165,10 @@ fn start_reloader(live: Live) -> Option<Watcher> {
         }
         Err(e) => warn!(error = %e, "cannot listen for SIGHUP"),
     }
-    tokio::spawn(reload::run(live, receiver, |reload, catalog| {
+    tokio::spawn(reload::run(live, receiver, move |reload, catalog| {
         tracing::debug!(?reload, projects = catalog.len(), "reload applied");
+        // A SIGHUP reload always ends as `All`, even coalesced with others.
+        notifier.reloaded(*reload == Reload::All, catalog);
     }));
     watcher
 }

@@ -1,11 +1,9 @@
 //! The `wharf` binary: parse the command line, load the config, set up
 //! logging, and hand over to the library.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use wharf::cli::{self, Cli, Command};
 use wharf::config::DaemonConfig;
 
@@ -18,7 +16,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(&config.log_level);
+    // Human format on a terminal, plain lines for journald otherwise; never
+    // the `log` bridge (Rocket would log URIs holding the webhook secret).
+    wharf::daemon::logging::init(&config.log_level);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,22 +47,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Human format with colours on a terminal; plain lines otherwise (journald
-/// adds its own timestamps). `RUST_LOG` overrides the configured level.
-fn init_logging(level: &str) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let terminal = std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(terminal)
-        .with_target(false);
-    // `try_init` would also install a bridge from the `log` crate, through
-    // which Rocket would log request URIs (and so the webhook secret):
-    // `set_global_default` installs the subscriber alone.
-    let _ = tracing::subscriber::set_global_default(builder.finish());
 }
