@@ -128,7 +128,13 @@ pub async fn accept(
         if matched.deployments.is_empty() {
             continue;
         }
-        let event_ids: Vec<String> = push.event_id.iter().cloned().collect();
+        // One sender event may carry several pushes (and GitHub's delivery id
+        // is shared by them): a redelivery is the same event *and* image.
+        let event_ids: Vec<String> = push
+            .event_id
+            .iter()
+            .map(|id| format!("{id} {}:{}", push.repository, push.tag))
+            .collect();
         match engine.submit(matched.deployments, event_ids).await? {
             Some(recorded) => {
                 accepted
