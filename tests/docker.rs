@@ -429,6 +429,21 @@ async fn a_backup_left_by_a_crash_is_restored_before_the_next_deploy() {
         Some("v2")
     );
     assert_eq!(containers_of(&stack.name), [stack.container()]);
+
+    // Each `docker push` made the registry send its whole burst of events
+    // (blob pushes, HEADs, the manifest): exactly one deployment per push.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (_, all) = stack
+        .wharf
+        .admin_get(&format!("/api/admin/deployments?project={}", stack.name))
+        .await;
+    let tags: Vec<_> = all["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["tag"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(tags, ["v2", "v1"], "{all:#}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
