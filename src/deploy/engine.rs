@@ -118,10 +118,7 @@ impl Engine {
         deployments: Vec<NewDeployment>,
         event_ids: Vec<String>,
     ) -> Result<Option<Vec<Deployment>>, StoreError> {
-        let recorded = self
-            .store
-            .call(move |store| store.insert(&deployments, &event_ids))
-            .await?;
+        let recorded = self.store.insert_batched(deployments, event_ids).await?;
         for deployment in recorded.iter().flatten() {
             if deployment.status == Status::Queued {
                 self.kick(&deployment.project, &deployment.stage);
