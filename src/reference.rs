@@ -277,19 +277,12 @@ impl FromStr for ImageRef {
 /// `image` key holds). A tag or digest is an error here.
 ///
 /// `nginx` → `docker.io/library/nginx`; `localhost:5000` is an error, since
-/// Docker reads it as the image `localhost` with tag `5000`.
+/// Docker reads it as the image `localhost` with tag `5000`. The result is
+/// its own normalization and names the same registry as `input`.
 pub fn normalize_repository(input: &str) -> Result<String, ReferenceError> {
     let parsed = ImageRef::parse(input)?;
     let what = match (&parsed.tag, &parsed.digest) {
-        // Registry host names are case-insensitive (DNS): one spelling, so
-        // `Registry.example.com/app` and `registry.example.com/app` match.
-        (None, None) => {
-            return Ok(format!(
-                "{}/{}",
-                parsed.domain.to_ascii_lowercase(),
-                parsed.path
-            ))
-        }
+        (None, None) => return Ok(lowercase_domain(&parsed)),
         (Some(_), None) => "a tag",
         (None, Some(_)) => "a digest",
         (Some(_), Some(_)) => "a tag or digest",
@@ -298,6 +291,30 @@ pub fn normalize_repository(input: &str) -> Result<String, ReferenceError> {
         input: echo(input),
         what,
     })
+}
+
+/// `domain/path` with the registry host in lower case, when that keeps its
+/// meaning.
+///
+/// Host names are case-insensitive (DNS): one spelling, so
+/// `Registry.example.com/app` and `registry.example.com/app` match. But an
+/// uppercase letter is also what makes Docker read a first component without
+/// '.' or ':' as a host: `Owner/app` is the registry `Owner`, while
+/// `owner/app` is Docker Hub's `docker.io/owner/app`, someone else's image.
+/// So the lowercased name is parsed again and used only if it names the same
+/// registry (`DOCKER.IO/nginx` then becomes `docker.io/library/nginx`, as Hub
+/// names it); otherwise the host keeps its case.
+fn lowercase_domain(parsed: &ImageRef) -> String {
+    let domain = parsed.domain.to_ascii_lowercase();
+    match ImageRef::parse(&format!("{domain}/{}", parsed.path)) {
+        Ok(again)
+            if again.domain == domain
+                || (again.domain == DEFAULT_DOMAIN && domain == LEGACY_DEFAULT_DOMAIN) =>
+        {
+            again.repository()
+        }
+        _ => parsed.repository(),
+    }
 }
 
 /// true when `tag` matches the tag grammar
@@ -1933,6 +1950,43 @@ mod tests {
             "upper"
         );
         assert!(normalize_repository("web\n").is_err());
+    }
+
+    /// Found by `fuzz/` (target `reference`): lowercasing the host turned the
+    /// registry `Owner` into Docker Hub's namespace `owner`, and left
+    /// `DOCKER.IO/x` / `INDEX.DOCKER.IO/x` in forms that normalize again
+    /// differently.
+    #[test]
+    fn normalize_repository_keeps_the_registry_and_is_idempotent() {
+        for (input, normalized) in [
+            ("Owner/app", "Owner/app"),
+            ("Owner/app/web", "Owner/app/web"),
+            ("Registry.Example.com/app", "registry.example.com/app"),
+            (
+                "Registry.Example.com:5000/app",
+                "registry.example.com:5000/app",
+            ),
+            ("LOCALHOST/app", "localhost/app"),
+            ("[FE80::1]:5000/app", "[fe80::1]:5000/app"),
+            ("DOCKER.IO/nginx", "docker.io/library/nginx"),
+            ("Docker.io/acme/web", "docker.io/acme/web"),
+            ("INDEX.DOCKER.IO/acme/web", "docker.io/acme/web"),
+            ("Index.Docker.IO/nginx", "docker.io/library/nginx"),
+        ] {
+            assert_eq!(
+                normalize_repository(input).as_deref(),
+                Ok(normalized),
+                "{input}"
+            );
+            assert_eq!(
+                normalize_repository(normalized).as_deref(),
+                Ok(normalized),
+                "{normalized} normalizes to itself"
+            );
+        }
+        // Lowercasing would need `library/` and overflow: the host keeps its case.
+        let long = format!("DOCKER.IO/{}", "a".repeat(244));
+        assert_eq!(normalize_repository(&long).as_deref(), Ok(long.as_str()));
     }
 
     #[test]

@@ -452,7 +452,15 @@ fn registry_event<'a>(
         ));
         return;
     };
-    out.push(&format!("{host}/{repo}"), tag, digest, id);
+    let repository = format!("{host}/{repo}");
+    if !starts_with_registry_host(&repository) {
+        out.ignore(format!(
+            "{label} event {name}: registry host {} would be read as a Docker Hub namespace, ignored",
+            excerpt(host)
+        ));
+        return;
+    }
+    out.push(&repository, tag, digest, id);
 }
 
 /// Whether a media type (parameters ignored) is a pullable manifest or index.
@@ -677,7 +685,7 @@ fn gitea_package(obj: &Map<String, Value>, out: &mut Collector) -> Result<(), Pa
         obj.get("repository").and_then(|r| r.get("html_url")),
     ]
     .into_iter()
-    .find_map(|url| text(url).and_then(url_host))
+    .find_map(|url| text(url).and_then(url_host).filter(|h| is_registry_host(h)))
     .ok_or_else(|| PayloadError::MissingField {
         what: "gitea container package".to_string(),
         field: "html_url to take the registry host from",
@@ -756,7 +764,7 @@ fn harbor_resources(data: Option<&Map<String, Value>>, id: Option<&str>, out: &m
             ));
             continue;
         };
-        if url_repo.is_empty() || !url_repo.contains('/') {
+        if !starts_with_registry_host(url_repo) {
             out.ignore(format!(
                 "harbor: artifact #{index} (tag {}) has no usable resource_url, ignored",
                 excerpt(tag)
@@ -791,6 +799,12 @@ fn quay(obj: &Map<String, Value>, out: &mut Collector) -> Result<(), PayloadErro
         .or_else(|| docker_url.strip_prefix("http://"))
         .unwrap_or(docker_url)
         .trim_end_matches('/');
+    if !starts_with_registry_host(repository) {
+        return Err(PayloadError::MissingField {
+            what: format!("quay docker_url \"{}\"", excerpt(repository)),
+            field: "registry host",
+        });
+    }
     for (index, tag) in tags.iter().enumerate() {
         match text(Some(tag)) {
             Some(tag) => out.push(repository, tag, None, None),
@@ -907,6 +921,22 @@ fn text(value: Option<&Value>) -> Option<&str> {
 /// Like [`text`], but only a `sha256:` digest.
 fn sha256_text(value: Option<&Value>) -> Option<&str> {
     text(value).filter(|s| s.starts_with("sha256:"))
+}
+
+/// Whether the caller's reference parser reads `host` as a registry host when
+/// it leads a repository (Docker's `splitDockerDomain` rule: `localhost`, or
+/// a '.' or ':', or an uppercase letter). Any other first component is a
+/// Docker Hub namespace: `registry/acme/web` is `docker.io/registry/acme/web`.
+fn is_registry_host(host: &str) -> bool {
+    host == "localhost" || host.contains(['.', ':']) || host.to_lowercase() != host
+}
+
+/// Whether `repository` has several components and the first is a registry
+/// host (see [`is_registry_host`]), i.e. it will not be read as Docker Hub's.
+fn starts_with_registry_host(repository: &str) -> bool {
+    repository
+        .split_once('/')
+        .is_some_and(|(host, _)| is_registry_host(host))
 }
 
 /// `host[:port]` of an absolute URL, parsed by hand (no url crate):
@@ -1652,6 +1682,65 @@ mod tests {
         assert_eq!(p.ignored.len(), 2, "{p:?}");
         let build = r#"{"docker_url":"quay.io/ns/app","build_id":"x","docker_tags":["v1"]}"#;
         assert!(only_ignored(&ok(&[], build), "quay").contains("not a repo_push"));
+    }
+
+    /// Found by `fuzz/` (target `payload`): Quay `docker_url` "/" gave a
+    /// push with an empty repository; more generally a repository whose
+    /// first component is not a registry host was handed over, and the
+    /// caller reads it as Docker Hub's: Harbor `resource_url` "library/app:v1"
+    /// or Quay `docker_url` "ns/app" became `docker.io/library/app` and
+    /// `docker.io/ns/app`; a Gitea `html_url` (or distribution `request.host`)
+    /// host without '.' or ':' ("gitea") did the same.
+    #[test]
+    fn never_hands_over_a_repository_that_reads_as_docker_hub() {
+        for docker_url in ["/", "https://", "http:///"] {
+            let quay = format!(r#"{{"docker_url":"{docker_url}","updated_tags":["v1"]}}"#);
+            assert!(matches!(err(&[], &quay), PayloadError::MissingField { .. }));
+        }
+        let harbor = HARBOR.replace("hub.harbor.com/", "");
+        assert!(only_ignored(&ok(&[], &harbor), "harbor").contains("no usable resource_url"));
+        let harbor = HARBOR.replace("hub.harbor.com/", "harbor/");
+        assert!(only_ignored(&ok(&[], &harbor), "harbor").contains("no usable resource_url"));
+
+        let quay = r#"{"docker_url":"https://ns/app","updated_tags":["v1"]}"#;
+        assert!(matches!(err(&[], quay), PayloadError::MissingField { .. }));
+        assert!(err(&[], r#"{"docker_url":"app","updated_tags":["v1"]}"#)
+            .to_string()
+            .contains("registry host"));
+
+        let mut event = distribution_event("a", "push", MANIFEST_MEDIA_TYPES[0], Some("1"));
+        event["target"].as_object_mut().unwrap().remove("url");
+        event["request"]["host"] = "registry".into();
+        let body = serde_json::json!({ "events": [event] }).to_string();
+        assert!(
+            only_ignored(&ok(&[("Content-Type", V1)], &body), "distribution")
+                .contains("would be read as a Docker Hub namespace")
+        );
+        // Hosts Docker does read as hosts are kept.
+        for host in [
+            "registry:5000",
+            "localhost",
+            "Registry",
+            "[::1]",
+            "reg.example",
+        ] {
+            event["request"]["host"] = host.into();
+            let body = serde_json::json!({ "events": [event] }).to_string();
+            let p = ok(&[("Content-Type", V1)], &body);
+            assert_eq!(p.pushes[0].repository, format!("{host}/acme/web"));
+        }
+
+        let mut gitea: Value = serde_json::from_str(GITEA).unwrap();
+        gitea["package"]["html_url"] = "http://gitea/User1/-/packages/container/x/1".into();
+        assert!(matches!(
+            err(&[], &gitea.to_string()),
+            PayloadError::MissingField { .. }
+        ));
+        gitea["repository"] = serde_json::json!({"html_url": "http://gitea:3000/User1/repo"});
+        assert_eq!(
+            ok(&[], &gitea.to_string()).pushes[0].repository,
+            "gitea:3000/user1/giteacontainer"
+        );
     }
 
     #[test]
