@@ -44,8 +44,15 @@ fn list_project_files(dir: &Path) -> Vec<PathBuf> {
             .collect(),
         Err(_) => Vec::new(),
     };
-    files.sort();
+    sort_paths(&mut files);
     files
+}
+
+/// Paths of one folder, in order: comparing them as bytes orders them like
+/// `Path`'s component-wise comparison, several times faster (it matters
+/// with thousands of project files).
+fn sort_paths(paths: &mut [PathBuf]) {
+    paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
 }
 
 /// The project name a file would have.
@@ -69,7 +76,12 @@ impl Catalog {
     /// A new snapshot with the given files re-read (changed, added or
     /// deleted); everything else is shared with `self`.
     pub fn with_files_reloaded(&self, paths: &[PathBuf], registry: &Registry) -> Catalog {
-        let mut next = self.clone();
+        // The index is rebuilt below: copying it first would be wasted work.
+        let mut next = Catalog {
+            projects: self.projects.clone(),
+            errors: self.errors.clone(),
+            by_repository: HashMap::new(),
+        };
         for path in paths.iter().filter(|p| is_project_file(p)) {
             next.apply_file(path, registry);
         }
@@ -84,7 +96,7 @@ impl Catalog {
         let mut paths = list_project_files(dir);
         paths.extend(self.projects.values().map(|p| p.source.clone()));
         paths.extend(self.errors.keys().cloned());
-        paths.sort();
+        sort_paths(&mut paths);
         paths.dedup();
         self.with_files_reloaded(&paths, registry)
     }
@@ -133,6 +145,7 @@ impl Catalog {
 
     fn index(&mut self) {
         self.by_repository.clear();
+        self.by_repository.reserve(self.projects.len());
         for project in self.projects.values() {
             self.by_repository
                 .entry(project.repository.clone())
@@ -237,6 +250,18 @@ mod tests {
         assert!(next.matching("docker.io/acme/api").is_empty());
         assert_eq!(next.matching("docker.io/acme/new").len(), 1);
         assert_eq!(next.errors().count(), 1);
+    }
+
+    #[test]
+    fn paths_of_a_folder_sort_as_path_does() {
+        let names = [
+            "b.toml", "a.toml", "a-b.toml", "a.b.toml", "A.toml", "a_1.toml", "ä.toml",
+        ];
+        let mut fast: Vec<PathBuf> = names.iter().map(|n| Path::new("/p").join(n)).collect();
+        let mut reference = fast.clone();
+        sort_paths(&mut fast);
+        reference.sort();
+        assert_eq!(fast, reference);
     }
 
     #[test]
