@@ -61,7 +61,9 @@ runuser -u wharf -- /usr/bin/wharf --config /etc/wharf/wharf.toml check
 
 step "the installed binary against a temp config"
 tmp=$(mktemp -d)
-trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$tmp"' EXIT
+# Only a daemon we started: `kill 0` would signal this whole process group,
+# .ci/run included.
+trap 'if [ -n "${pid:-}" ]; then kill "$pid" 2>/dev/null || true; fi; rm -rf "$tmp"' EXIT
 mkdir "$tmp/projects"
 cat >"$tmp/wharf.toml" <<'EOF'
 listen = "127.0.0.1:0"
