@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::{build_and_push, docker_or_skip, free_port, inspect, served, unique, Behaviour};
 use common::{Cleanup, Registry};
 use serde_json::{json, Value};
-use support::Wharf;
+use support::{assert_status, log_text, Wharf};
 
 /// One deployment (pull, up, wait, maybe a rollback) takes seconds here;
 /// leave room for a loaded CI box.
@@ -262,35 +262,6 @@ fn project_file(repository: &str, compose_file: &Path, service: &str, name: &str
         "image = \"{repository}\"\ndeployer = \"compose\"\n\n[stages.dev]\ntags = [\"*\"]\n\n[compose]\nfile = \"{}\"\nservice = \"{service}\"\ntag_variable = \"WEB_TAG\"\nproject_name = \"{name}\"\ntimeout = \"2m\"\nhealth_timeout = \"30s\"\ngrace = \"2s\"\n",
         compose_file.display()
     )
-}
-
-fn log_text(deployment: &Value) -> String {
-    deployment["log"]
-        .as_array()
-        .map(|lines| {
-            lines
-                .iter()
-                .map(|l| {
-                    format!(
-                        "[{}] {}",
-                        l["stream"].as_str().unwrap_or(""),
-                        l["text"].as_str().unwrap_or("")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
-fn assert_status(deployment: &Value, status: &str) {
-    assert_eq!(
-        deployment["status"],
-        status,
-        "reason: {}\nlog:\n{}",
-        deployment["reason"],
-        log_text(deployment)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -18,7 +18,7 @@ use common::{
     Behaviour, Cleanup, Daemon, Registry,
 };
 use serde_json::{json, Value};
-use support::Wharf;
+use support::{assert_status, log_text, Wharf};
 
 /// A deployment on this machine takes a few seconds; leave room for a
 /// loaded CI box.
@@ -134,35 +134,6 @@ fn is_final(status: &Value) -> bool {
         status.as_str(),
         Some("succeeded" | "failed" | "rejected" | "superseded" | "interrupted")
     )
-}
-
-fn log_text(deployment: &Value) -> String {
-    deployment["log"]
-        .as_array()
-        .map(|lines| {
-            lines
-                .iter()
-                .map(|l| {
-                    format!(
-                        "[{}] {}",
-                        l["stream"].as_str().unwrap_or(""),
-                        l["text"].as_str().unwrap_or("")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-        .unwrap_or_default()
-}
-
-fn assert_status(deployment: &Value, status: &str) {
-    assert_eq!(
-        deployment["status"],
-        status,
-        "{:#}\nlog:\n{}",
-        deployment["reason"],
-        log_text(deployment)
-    );
 }
 
 fn started_at(container: &str) -> (String, String) {

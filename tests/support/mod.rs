@@ -280,6 +280,37 @@ impl Drop for Wharf {
     }
 }
 
+/// A deployment's log (as the admin API returns it) as `[stream] text` lines.
+pub fn log_text(deployment: &Value) -> String {
+    deployment["log"]
+        .as_array()
+        .map(|lines| {
+            lines
+                .iter()
+                .map(|l| {
+                    format!(
+                        "[{}] {}",
+                        l["stream"].as_str().unwrap_or(""),
+                        l["text"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+/// Assert a deployment's status; on failure show its reason and log.
+pub fn assert_status(deployment: &Value, status: &str) {
+    assert_eq!(
+        deployment["status"],
+        status,
+        "reason: {}\nlog:\n{}",
+        deployment["reason"],
+        log_text(deployment)
+    );
+}
+
 pub fn signal(pid: u32, name: &str) {
     let status = Command::new("kill")
         .arg(format!("-{name}"))
