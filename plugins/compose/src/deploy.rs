@@ -20,6 +20,10 @@ const POLL: Duration = Duration::from_millis(500);
 const ROLLBACK_EXTRA: Duration = Duration::from_secs(60);
 /// Time for reading a failed container's last output.
 const TAIL_LIMIT: Duration = Duration::from_secs(10);
+/// How long a container seen restarting while it runs again is watched
+/// for its next exit: a running container's inspect says exit status 0,
+/// which would hide why it crashed.
+const EXIT_STATUS_WAIT: Duration = Duration::from_secs(5);
 
 /// What ran before this deployment, to go back to.
 #[derive(Debug)]
@@ -210,6 +214,7 @@ async fn wait_ready(
     ));
     let mut restarts: HashMap<String, i64> = HashMap::new();
     let mut running_since: HashMap<String, Instant> = HashMap::new();
+    let mut restart_seen: HashMap<String, Instant> = HashMap::new();
     let mut last_state = String::new();
     loop {
         let containers = match tools::inspect(&ids, log, &wait).await {
@@ -232,13 +237,22 @@ async fn wait_ready(
                 .entry(container.id.clone())
                 .or_insert(container.restart_count);
             if let Some(problem) = broken(container, initial) {
+                if let Problem::RestartedUnknownStatus = problem {
+                    let since = *restart_seen
+                        .entry(container.id.clone())
+                        .or_insert_with(Instant::now);
+                    if since.elapsed() < EXIT_STATUS_WAIT {
+                        states.push(format!("{} restarting", container.name));
+                        continue;
+                    }
+                }
                 tools::log_tail(
                     container,
                     log,
                     &Limits::new(TAIL_LIMIT, CancellationToken::new()),
                 )
                 .await;
-                return Err(Failure::Reason(problem));
+                return Err(Failure::Reason(problem.describe(container)));
             }
             let state = match container.health.as_deref() {
                 Some("healthy") => {
@@ -291,31 +305,62 @@ async fn wait_ready(
     }
 }
 
-/// Why a container counts as failed, if it does.
-fn broken(container: &Container, initial_restarts: i64) -> Option<String> {
-    let name = &container.name;
+/// Why a container counts as failed.
+#[derive(Debug, PartialEq)]
+enum Problem {
+    OutOfMemory,
+    Exited,
+    /// Seen between two runs: its exit status is the last one.
+    Restarting,
+    /// Restarted, and running again: Docker has reset its exit status.
+    RestartedUnknownStatus,
+    Unhealthy,
+}
+
+impl Problem {
+    fn describe(&self, container: &Container) -> String {
+        let name = &container.name;
+        let status = container.exit_code;
+        match self {
+            Problem::OutOfMemory => format!("container {name} was killed: out of memory"),
+            Problem::Exited => {
+                format!("container {name} exited with status {status} right after it started")
+            }
+            Problem::Restarting => {
+                format!("container {name} keeps restarting (last exit status {status})")
+            }
+            Problem::RestartedUnknownStatus => format!(
+                "container {name} keeps restarting ({} restarts)",
+                container.restart_count
+            ),
+            Problem::Unhealthy => {
+                let output = container
+                    .health_output
+                    .as_deref()
+                    .map(|o| format!(" (last check: {})", o.lines().next().unwrap_or(o)))
+                    .unwrap_or_default();
+                format!("container {name} is unhealthy{output}")
+            }
+        }
+    }
+}
+
+/// Why `container` counts as failed, if it does.
+fn broken(container: &Container, initial_restarts: i64) -> Option<Problem> {
     if container.oom_killed {
-        return Some(format!("container {name} was killed: out of memory"));
+        return Some(Problem::OutOfMemory);
     }
     if matches!(container.status.as_str(), "exited" | "dead") {
-        return Some(format!(
-            "container {name} exited with status {} right after it started",
-            container.exit_code
-        ));
+        return Some(Problem::Exited);
     }
-    if container.restarting || container.restart_count > initial_restarts {
-        return Some(format!(
-            "container {name} keeps restarting (last exit status {})",
-            container.exit_code
-        ));
+    if container.restarting {
+        return Some(Problem::Restarting);
+    }
+    if container.restart_count > initial_restarts {
+        return Some(Problem::RestartedUnknownStatus);
     }
     if container.health.as_deref() == Some("unhealthy") {
-        let output = container
-            .health_output
-            .as_deref()
-            .map(|o| format!(" (last check: {})", o.lines().next().unwrap_or(o)))
-            .unwrap_or_default();
-        return Some(format!("container {name} is unhealthy{output}"));
+        return Some(Problem::Unhealthy);
     }
     None
 }
@@ -406,5 +451,49 @@ async fn restore(
         Err(Failure::Reason(reason)) => Err(reason),
         Err(Failure::TimedOut) => Err("it was not ready in time".into()),
         Err(Failure::Cancelled) => Err("cancelled".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(status: &str, restarting: bool, exit_code: i64, restarts: i64) -> Container {
+        Container {
+            id: "0123".into(),
+            name: "shop_web_1".into(),
+            image: "r/web:v2".into(),
+            image_id: "sha256:aa".into(),
+            status: status.into(),
+            running: status == "running",
+            restarting,
+            exit_code,
+            oom_killed: false,
+            restart_count: restarts,
+            health: None,
+            health_output: None,
+        }
+    }
+
+    #[test]
+    fn a_restart_reports_an_exit_status_only_when_docker_still_has_it() {
+        let between_runs = container("restarting", true, 3, 1);
+        assert_eq!(broken(&between_runs, 0), Some(Problem::Restarting));
+        assert_eq!(
+            Problem::Restarting.describe(&between_runs),
+            "container shop_web_1 keeps restarting (last exit status 3)"
+        );
+        // Running again: inspect says 0, which is not why it crashed.
+        let running_again = container("running", false, 0, 2);
+        assert_eq!(
+            broken(&running_again, 0),
+            Some(Problem::RestartedUnknownStatus)
+        );
+        assert!(!Problem::RestartedUnknownStatus
+            .describe(&running_again)
+            .contains("status 0"));
+        assert_eq!(broken(&running_again, 2), None);
+        let exited = container("exited", false, 3, 0);
+        assert_eq!(broken(&exited, 0), Some(Problem::Exited));
     }
 }
