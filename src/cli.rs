@@ -86,7 +86,7 @@ pub fn check(config: &DaemonConfig) -> anyhow::Result<bool> {
             ok = false;
         }
     }
-    let registry = plugins::registry();
+    let registry = plugins::registry(&config.hosts);
     if !config.projects_dir.is_dir() {
         println!(
             "warning: projects_dir {} does not exist yet (wharf creates it on start)",
@@ -99,6 +99,7 @@ pub fn check(config: &DaemonConfig) -> anyhow::Result<bool> {
         ok = false;
     }
     check_docker_engine(config, &catalog);
+    check_hosts(config);
     if config.auto_create.enabled && registry.get(&config.auto_create.deployer).is_none() {
         println!(
             "warning: auto_create.deployer '{}' is not available in this build (available: {}); unknown images will not create projects",
@@ -169,6 +170,51 @@ fn check_docker_engine(config: &DaemonConfig, catalog: &Catalog) {
                 "warning: {why}{hint}; {} will fail until it answers",
                 needs.join(" and ")
             );
+        }
+    }
+}
+
+/// Say whether each engine `wharf.toml` names answers. Unreachable is a
+/// warning, as for the local engine: the machine may be down for now.
+fn check_hosts(config: &DaemonConfig) {
+    if config.hosts.is_empty() {
+        return;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            println!("warning: cannot check [hosts]: {e}");
+            return;
+        }
+    };
+    for (name, host) in &config.hosts {
+        let endpoint = wharf_docker::hosts::Targets {
+            host: Some(name.clone()),
+            ..Default::default()
+        }
+        .resolve(&config.hosts);
+        let answer = match endpoint.as_deref() {
+            Ok([endpoint]) => runtime
+                .block_on(wharf_docker::engine::Engine::connect_to(
+                    endpoint,
+                    std::time::Duration::from_secs(5),
+                ))
+                .map_err(|e| e.to_string()),
+            Ok(_) => Err("resolves to no single engine".to_string()),
+            Err(why) => Err(why.clone()),
+        };
+        match answer {
+            Ok(engine) => println!(
+                "ok: host {name} answers at {} (API {})",
+                host.docker_host,
+                engine.api_version()
+            ),
+            Err(why) => println!(
+                "warning: host {name}: {why}; deployments to it will fail until it answers"
+            ),
         }
     }
 }

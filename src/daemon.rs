@@ -53,7 +53,7 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
             .with_context(|| format!("cannot resolve {what} {}", dir.display()))?;
     }
     let secrets = Secrets::load_or_create(&config.state_dir)?;
-    let registry = plugins::registry();
+    let registry = plugins::registry(&config.hosts);
     let catalog = Catalog::load_dir(&config.projects_dir, &registry);
     for error in catalog.errors() {
         warn!(file = %error.file.display(), line = error.line, "project not loaded: {}", error.message);

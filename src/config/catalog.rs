@@ -205,7 +205,7 @@ mod tests {
         std::fs::write(dir.path().join(".web.toml.123.tmp"), "junk").unwrap();
         std::fs::write(dir.path().join("notes.txt"), "junk").unwrap();
 
-        let registry = registry();
+        let registry = registry(&Default::default());
         let catalog = Catalog::load_dir(dir.path(), &registry);
         assert_eq!(catalog.len(), 2);
         assert_eq!(catalog.errors().count(), 1);
@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn a_full_reload_keeps_good_versions_of_broken_files() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = registry();
+        let registry = registry(&Default::default());
         let web = dir.path().join("web.toml");
         let api = dir.path().join("api.toml");
         std::fs::write(&web, project_text("acme/web", "*")).unwrap();
@@ -273,7 +273,7 @@ mod tests {
             project_text("docker.io/library/nginx", "*"),
         )
         .unwrap();
-        let catalog = Catalog::load_dir(dir.path(), &registry());
+        let catalog = Catalog::load_dir(dir.path(), &registry(&Default::default()));
         assert_eq!(catalog.matching("docker.io/library/nginx").len(), 2);
     }
 }

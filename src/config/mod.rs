@@ -18,6 +18,7 @@ use std::time::Duration;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
+use wharf_docker::hosts::{self, Hosts};
 
 /// Environment variables with the `WHARF_` prefix that are not config keys:
 /// the config file's path itself, and the test suite's switch.
@@ -40,6 +41,9 @@ pub struct DaemonConfig {
     pub deploy: DeployConfig,
     pub store: StoreConfig,
     pub notify: Vec<NotifyConfig>,
+    /// Docker engines on other machines, by name (`[hosts.<name>]`), for the
+    /// `host`/`hosts` keys of `[docker]` and `[swarm]`.
+    pub hosts: Hosts,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -129,6 +133,7 @@ impl Default for DaemonConfig {
                 synchronous: "normal".into(),
             },
             notify: Vec::new(),
+            hosts: Hosts::new(),
         }
     }
 }
@@ -210,6 +215,12 @@ impl DaemonConfig {
         }
         if !matches!(self.store.synchronous.as_str(), "normal" | "full") {
             return invalid("store.synchronous", "must be \"normal\" or \"full\"");
+        }
+        if let Err(message) = hosts::check_all(&self.hosts) {
+            return Err(ConfigError::Invalid {
+                key: "hosts",
+                message,
+            });
         }
         for (index, notify) in self.notify.iter().enumerate() {
             if !(notify.url.starts_with("http://") || notify.url.starts_with("https://")) {
@@ -330,5 +341,29 @@ mod tests {
         std::fs::write(&file, "[deploy]\nshutdown_grace = \"soon\"\n").unwrap();
         let error = DaemonConfig::load(Some(&file)).unwrap_err().to_string();
         assert!(error.contains("soon"), "{error}");
+
+        std::fs::write(&file, "[hosts.web1]\ndocker_host = \"10.0.0.5:2375\"\n").unwrap();
+        let error = DaemonConfig::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            error.starts_with("hosts: [hosts.web1]: '10.0.0.5:2375' is not an engine URL"),
+            "{error}"
+        );
+        std::fs::write(&file, "[hosts.web1]\ndocker_hots = \"tcp://h:2375\"\n").unwrap();
+        let error = DaemonConfig::load(Some(&file)).unwrap_err().to_string();
+        assert!(error.contains("docker_hots"), "{error}");
+    }
+
+    #[test]
+    fn hosts_are_named_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wharf.toml");
+        std::fs::write(
+            &file,
+            "[hosts.web1]\ndocker_host = \"tcp://10.0.0.5:2375\"\n\n[hosts.local]\ndocker_host = \"unix:///var/run/docker.sock\"\n",
+        )
+        .unwrap();
+        let config = DaemonConfig::load(Some(&file)).unwrap();
+        assert_eq!(config.hosts.keys().collect::<Vec<_>>(), ["local", "web1"]);
+        assert_eq!(config.hosts["web1"].docker_host, "tcp://10.0.0.5:2375");
     }
 }

@@ -307,7 +307,11 @@ mod tests {
     use crate::plugins::registry;
 
     fn load(text: &str) -> Result<Project, ProjectError> {
-        parse(Path::new("/p/web.toml"), text, &registry())
+        parse(
+            Path::new("/p/web.toml"),
+            text,
+            &registry(&Default::default()),
+        )
     }
 
     const GOOD: &str = r#"
@@ -354,7 +358,7 @@ timeout = "5m"
             ("image = \"web\"\n", 1, "no stages"),
             ("image = \"web\"\ndeployer = \"script\"\n[script]\ncommand = [\"/bin/true\"]\n[stages.a]\nauto_deploy = true\n", 5, "no tags"),
             ("image = \"web\"\ndeployer = \"kubernetes\"\n[stages.a]\ntags = [\"*\"]\n", 2, "unknown deployer"),
-            ("image = \"web\"\ndeployer = \"swarm\"\n[stages.a]\ntags = [\"*\"]\n", 2, "not available in this build"),
+            ("image = \"web\"\ndeployer = \"swarm\"\n[stages.a]\ntags = [\"*\"]\n", 3, "[swarm] service is missing"),
             ("image = \"web\"\n[stages.a]\ntags = [\"*\"]\n[dockr]\nports = []\n", 4, "dockr"),
             ("image = \"web\"\ndeployer = \"script\"\n[script]\ncommand = [\"/bin/true\"]\n[stages.a]\ntags = [\"a b\"]\n", 6, "can never match"),
             ("image = \"web\"\nimage_typo = 1\n", 2, "image_typo"),
@@ -373,7 +377,12 @@ timeout = "5m"
         for bad in ["", "-web", "a/b", "..", "a b", "ünï"] {
             assert!(!is_valid_name(bad), "{bad}");
         }
-        let error = parse(Path::new("/p/-bad.toml"), GOOD, &registry()).unwrap_err();
+        let error = parse(
+            Path::new("/p/-bad.toml"),
+            GOOD,
+            &registry(&Default::default()),
+        )
+        .unwrap_err();
         assert!(error.message.contains("project name"), "{error}");
     }
 }

@@ -133,13 +133,15 @@ mod tests {
     fn summary_counts_projects_and_errors() {
         let listen: SocketAddr = "127.0.0.1:8080".parse().unwrap();
         let empty = tempfile::tempdir().unwrap();
-        let catalog = Catalog::load_dir(empty.path(), &crate::plugins::registry());
+        let catalog =
+            Catalog::load_dir(empty.path(), &crate::plugins::registry(&Default::default()));
         assert_eq!(
             summary(listen, &catalog),
             "listening on 127.0.0.1:8080; 0 projects"
         );
         std::fs::write(empty.path().join("bad.toml"), "image = \n").unwrap();
-        let catalog = Catalog::load_dir(empty.path(), &crate::plugins::registry());
+        let catalog =
+            Catalog::load_dir(empty.path(), &crate::plugins::registry(&Default::default()));
         assert_eq!(
             summary(listen, &catalog),
             "listening on 127.0.0.1:8080; 0 projects, 1 file with errors (wharf check)"

@@ -80,7 +80,7 @@ mod tests {
             format!("image = \"docker.io/acme/web\"\n{script}[stages.only]\ntags = [\"x\"]\n"),
         )
         .unwrap();
-        let catalog = Catalog::load_dir(dir.path(), &crate::plugins::registry());
+        let catalog = Catalog::load_dir(dir.path(), &crate::plugins::registry(&Default::default()));
         let push = Push {
             repository: "docker.io/acme/web".into(),
             tag: "v1.2".into(),

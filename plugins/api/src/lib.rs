@@ -165,6 +165,24 @@ pub enum DeployError {
     Unavailable(String),
 }
 
+impl DeployError {
+    /// The same kind of error with its message rewritten, e.g. to name the
+    /// engine it came from or what was rolled back after it. A timeout
+    /// becomes `Failed` with its own text as the message.
+    #[must_use]
+    pub fn reworded(self, reword: impl FnOnce(&str) -> String) -> DeployError {
+        match self {
+            DeployError::Settings(m) => DeployError::Settings(reword(&m)),
+            DeployError::Failed(m) => DeployError::Failed(reword(&m)),
+            DeployError::Cancelled(m) => DeployError::Cancelled(reword(&m)),
+            DeployError::Unavailable(m) => DeployError::Unavailable(reword(&m)),
+            timed_out @ DeployError::TimedOut(_) => {
+                DeployError::Failed(reword(&timed_out.to_string()))
+            }
+        }
+    }
+}
+
 fn humanize(duration: Duration) -> String {
     let secs = duration.as_secs_f64();
     if secs >= 60.0 && duration.subsec_nanos() == 0 && duration.as_secs() % 60 == 0 {

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde::Deserialize;
+use wharf_plugin_api::LogSink;
 
 /// Credentials for one registry, as the engine's pull API takes them.
 #[derive(Clone, PartialEq, Eq)]
@@ -39,6 +40,36 @@ pub enum Lookup {
     /// Only a credential helper knows; wharf does not run helpers.
     HelperOnly(String),
     None,
+}
+
+/// The credentials for `repository`'s registry, if the config file has
+/// them, with a line in the deployment log saying where they came from —
+/// or, when only a credential helper knows them, that wharf goes on
+/// `without` them (e.g. "it pulls anonymously").
+pub fn for_repository(repository: &str, log: &LogSink, without: &str) -> Option<Credentials> {
+    let registry = registry_of(repository);
+    let path = config_path()?;
+    match lookup(&path, registry) {
+        Ok(Lookup::Found(credentials)) => {
+            log.info(format!(
+                "using the credentials for {registry} from {}",
+                path.display()
+            ));
+            Some(credentials)
+        }
+        Ok(Lookup::HelperOnly(helper)) => {
+            log.info(format!(
+                "{} names the credential helper '{helper}' for {registry}; wharf reads only `auths` entries, so {without}",
+                path.display()
+            ));
+            None
+        }
+        Ok(Lookup::None) => None,
+        Err(why) => {
+            log.info(format!("ignoring registry credentials: {why}"));
+            None
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

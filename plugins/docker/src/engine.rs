@@ -9,6 +9,7 @@
 //! image options.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::IpAddr;
 use std::time::Duration;
 
 use bollard::auth::DockerCredentials;
@@ -23,10 +24,11 @@ use bollard::query_parameters::{
     ListImagesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
     RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
-use bollard::Docker;
+use bollard::{Docker, API_DEFAULT_VERSION};
 use futures_util::StreamExt;
 
 use crate::auth::Credentials;
+use crate::hosts::Endpoint;
 
 /// How long connecting and negotiating the API version may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -50,6 +52,16 @@ pub enum EngineError {
 pub struct Engine {
     docker: Docker,
     host: String,
+    machine: Machine,
+}
+
+/// Where the engine's published ports are reached from wharf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    /// This machine: the local engine or a `unix://` socket.
+    Local,
+    /// Another machine, at this address when its name resolved.
+    Remote(Option<IpAddr>),
 }
 
 /// Health as the engine reports it for a container with a HEALTHCHECK.
@@ -133,6 +145,64 @@ pub struct ContainerSpec {
     pub stop_timeout: Option<i64>,
 }
 
+/// An error and its causes, `outer: inner: …`: hyper's own message for a
+/// refused connection is just "client error (Connect)"; the cause says
+/// "Connection refused".
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let text = inner.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = inner.source();
+    }
+    message
+}
+
+/// The first address of a host name (or the address itself).
+async fn resolve(name: &str) -> Option<IpAddr> {
+    if let Ok(ip) = name.parse() {
+        return Some(ip);
+    }
+    let mut addresses = tokio::net::lookup_host((name, 0)).await.ok()?;
+    addresses.next().map(|a| a.ip())
+}
+
+/// A bollard client for `endpoint`, not yet connected.
+fn client(endpoint: &Endpoint, timeout: Duration) -> Result<Docker, BollardError> {
+    let Endpoint::Remote(remote) = endpoint else {
+        return Docker::connect_with_defaults();
+    };
+    let url = remote.url.as_str();
+    let seconds = timeout.as_secs().max(1);
+    match (&remote.tls, url.split_once("://").map_or("", |(s, _)| s)) {
+        (Some(tls), _) => {
+            // rustls needs one process-wide crypto provider; wharf builds
+            // with ring only. A second call finds it installed: fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            Docker::connect_with_ssl(
+                url,
+                &tls.key,
+                &tls.cert,
+                &tls.ca,
+                seconds,
+                API_DEFAULT_VERSION,
+            )
+        }
+        (None, "unix") => Docker::connect_with_unix(url, seconds, API_DEFAULT_VERSION),
+        (None, "ssh") => Docker::connect_with_ssh(
+            url,
+            seconds,
+            API_DEFAULT_VERSION,
+            remote.ssh_key.as_ref().map(|k| k.display().to_string()),
+        ),
+        (None, _) => Docker::connect_with_http(url, seconds, API_DEFAULT_VERSION),
+    }
+}
+
 impl Engine {
     /// Connect as the `docker` CLI would (`DOCKER_HOST`, else the local
     /// socket) and agree on an API version. `timeout` bounds every call that
@@ -141,20 +211,31 @@ impl Engine {
     /// # Errors
     /// [`EngineError::Unreachable`] with the host and the cause.
     pub async fn connect(timeout: Duration) -> Result<Engine, EngineError> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "unix:///var/run/docker.sock".into());
+        Engine::connect_to(&Endpoint::Local, timeout).await
+    }
+
+    /// Connect to `endpoint` and agree on an API version.
+    ///
+    /// # Errors
+    /// [`EngineError::Unreachable`] with the host and the cause.
+    pub async fn connect_to(endpoint: &Endpoint, timeout: Duration) -> Result<Engine, EngineError> {
+        let host = match endpoint {
+            Endpoint::Local => std::env::var("DOCKER_HOST")
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".into()),
+            Endpoint::Remote(_) => endpoint.describe(),
+        };
         let unreachable = |message: String| EngineError::Unreachable {
             host: host.clone(),
             message,
         };
-        let docker = Docker::connect_with_defaults()
+        let docker = client(endpoint, timeout)
             .map_err(|e| unreachable(e.to_string()))?
             .with_timeout(timeout);
         let docker = match tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version()).await {
             Ok(Ok(docker)) => docker,
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Ok(Err(e)) => return Err(unreachable(with_causes(&e))),
             Err(_) => {
                 return Err(unreachable(format!(
                     "no answer within {}s",
@@ -162,7 +243,36 @@ impl Engine {
                 )))
             }
         };
-        Ok(Engine { docker, host })
+        let machine = match endpoint.machine() {
+            None => Machine::Local,
+            Some(name) => match resolve(&name).await {
+                // tcp://127.0.0.1:… is an engine on this very machine.
+                Some(ip) if ip.is_loopback() => Machine::Local,
+                address => Machine::Remote(address),
+            },
+        };
+        Ok(Engine {
+            docker,
+            host,
+            machine,
+        })
+    }
+
+    /// The bollard client, for sibling plugins (swarm) that speak parts of
+    /// the API this crate has no use for. Connection, TLS and version
+    /// negotiation stay here.
+    pub fn client(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Where this engine's published ports are reached from wharf.
+    pub fn machine(&self) -> Machine {
+        self.machine
+    }
+
+    /// The address this engine was reached at, for messages.
+    pub fn host(&self) -> &str {
+        &self.host
     }
 
     /// The API version agreed on, e.g. `1.41`.
@@ -171,7 +281,11 @@ impl Engine {
         format!("{}.{}", version.major_version, version.minor_version)
     }
 
-    fn error(&self, error: BollardError) -> EngineError {
+    /// A bollard error in the terms the deploy flows decide on; public for
+    /// the sibling plugins that make their own calls through [`client`].
+    ///
+    /// [`client`]: Engine::client
+    pub fn classify(&self, error: BollardError) -> EngineError {
         match error {
             BollardError::DockerResponseServerError {
                 status_code: 404,
@@ -217,7 +331,7 @@ impl Engine {
         });
         let mut stream = self.docker.create_image(Some(options), None, credentials);
         while let Some(event) = stream.next().await {
-            let info = event.map_err(|e| self.error(e))?;
+            let info = event.map_err(|e| self.classify(e))?;
             progress(PullEvent {
                 layer: info.id,
                 status: info.status.unwrap_or_default(),
@@ -236,7 +350,7 @@ impl Engine {
         let image = match self.docker.inspect_image(reference).await {
             Ok(image) => image,
             Err(e) => {
-                return match self.error(e) {
+                return match self.classify(e) {
                     EngineError::NotFound(_) => Ok(None),
                     other => Err(other),
                 }
@@ -264,7 +378,7 @@ impl Engine {
         let inspected = match self.docker.inspect_container(name, None).await {
             Ok(inspected) => inspected,
             Err(e) => {
-                return match self.error(e) {
+                return match self.classify(e) {
                     EngineError::NotFound(_) => Ok(None),
                     other => Err(other),
                 }
@@ -399,7 +513,7 @@ impl Engine {
             .create_container(Some(options), body)
             .await
             .map(|created| created.id)
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.classify(e))
     }
 
     /// Join a further network (API 1.41 takes only one at creation).
@@ -422,7 +536,7 @@ impl Engine {
         self.docker
             .connect_network(network, request)
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.classify(e))
     }
 
     /// # Errors
@@ -431,7 +545,7 @@ impl Engine {
         self.docker
             .start_container(container, None)
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.classify(e))
     }
 
     /// Stop, giving the process `grace` before SIGKILL. A stopped container
@@ -449,7 +563,7 @@ impl Engine {
             Err(BollardError::DockerResponseServerError {
                 status_code: 304, ..
             }) => Ok(()),
-            Err(e) => Err(self.error(e)),
+            Err(e) => Err(self.classify(e)),
         }
     }
 
@@ -462,7 +576,7 @@ impl Engine {
         self.docker
             .rename_container(container, options)
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.classify(e))
     }
 
     /// Remove a container (stopping it if needed). Its named volumes stay;
@@ -474,7 +588,7 @@ impl Engine {
         let options = RemoveContainerOptionsBuilder::default().force(true).build();
         match self.docker.remove_container(container, Some(options)).await {
             Ok(()) => Ok(()),
-            Err(e) => match self.error(e) {
+            Err(e) => match self.classify(e) {
                 EngineError::NotFound(_) => Ok(()),
                 other => Err(other),
             },
@@ -498,7 +612,7 @@ impl Engine {
         let mut stream = self.docker.logs(container, Some(options));
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
-            let (is_stderr, bytes) = match chunk.map_err(|e| self.error(e))? {
+            let (is_stderr, bytes) = match chunk.map_err(|e| self.classify(e))? {
                 LogOutput::StdErr { message } => (true, message),
                 LogOutput::StdOut { message } | LogOutput::Console { message } => (false, message),
                 LogOutput::StdIn { .. } => continue,
@@ -520,7 +634,7 @@ impl Engine {
             .docker
             .list_images(Some(options))
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.classify(e))?;
         Ok(images
             .into_iter()
             .map(|image| ImageEntry {
@@ -546,7 +660,7 @@ impl Engine {
             .docker
             .list_containers(Some(options))
             .await
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.classify(e))?;
         Ok(containers.into_iter().filter_map(|c| c.image_id).collect())
     }
 
@@ -561,7 +675,7 @@ impl Engine {
             .remove_image(reference, Some(options), None)
             .await
             .map(|_| ())
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.classify(e))
     }
 }
 

@@ -16,11 +16,13 @@
 
 pub mod auth;
 pub mod engine;
+pub mod hosts;
 pub mod probe;
 pub mod replace;
+pub mod rollout;
 pub mod settings;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use wharf_plugin_api::{
@@ -29,6 +31,7 @@ use wharf_plugin_api::{
 };
 
 use engine::{Engine, EngineError};
+use hosts::{Endpoint, Hosts};
 use settings::Plan;
 
 /// The least time any engine call may take before it counts as hung; a stop
@@ -39,21 +42,88 @@ const ENGINE_TIMEOUT: Duration = Duration::from_secs(120);
 /// afresh (cheap on the local socket), so an engine restart or a changed
 /// `DOCKER_HOST` never leaves wharf with a stale client.
 #[derive(Debug, Default)]
-pub struct DockerDeployer;
+pub struct DockerDeployer {
+    /// The engines `wharf.toml` names (`[hosts.<name>]`).
+    hosts: Hosts,
+}
 
 impl DockerDeployer {
+    /// A deployer that knows only the local engine and engine URLs.
     pub fn new() -> Self {
-        DockerDeployer
+        DockerDeployer::default()
+    }
+
+    /// A deployer that also knows the engines `wharf.toml` names.
+    pub fn with_hosts(hosts: Hosts) -> Self {
+        DockerDeployer { hosts }
     }
 }
 
-async fn connect(timeout: Duration) -> Result<Engine, DeployError> {
-    Engine::connect(timeout).await.map_err(|e| match e {
-        EngineError::Unreachable { host, message } => DeployError::Unavailable(format!(
-            "cannot reach the Docker engine at {host} (is dockerd running, and may wharf use its socket?): {message}"
-        )),
+/// Connect to `endpoint`, or say clearly why not.
+///
+/// # Errors
+/// `Unavailable` with the engine's address and the cause.
+pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Engine, DeployError> {
+    Engine::connect_to(endpoint, timeout).await.map_err(|e| match e {
+        EngineError::Unreachable { host, message } => DeployError::Unavailable(match endpoint {
+            Endpoint::Local => format!(
+                "cannot reach the Docker engine at {host} (is dockerd running, and may wharf use its socket?): {message}"
+            ),
+            Endpoint::Remote(_) => format!("cannot reach the Docker engine {host}: {message}"),
+        }),
         other => DeployError::Unavailable(other.to_string()),
     })
+}
+
+/// A replacement on one engine: stage it behind the health gate, or undo it.
+struct Replacement<'a> {
+    plan: &'a Plan,
+    request: &'a DeployRequest,
+    context: &'a DeployContext,
+}
+
+#[async_trait]
+impl rollout::PerEngine for Replacement<'_> {
+    type Done = replace::Replaced;
+
+    async fn deploy(&self, endpoint: &Endpoint) -> Result<replace::Replaced, DeployError> {
+        let engine = connect(endpoint, ENGINE_TIMEOUT + self.plan.stop_timeout).await?;
+        self.context.log.info(format!(
+            "Docker engine API {} at {}",
+            engine.api_version(),
+            endpoint.describe()
+        ));
+        replace::stage(&engine, self.plan, self.request, self.context).await
+    }
+
+    async fn undo(&self, replaced: replace::Replaced) -> String {
+        replaced.undo(&self.context.log).await
+    }
+}
+
+/// Deploy to every engine of the plan in order. Each engine's old container
+/// is kept until all of them pass their health gate (then [`commit`]); the
+/// first failure undoes the engines already done, so the stage never ends
+/// half on the new version.
+///
+/// [`commit`]: replace::Replaced::commit
+async fn deploy_everywhere(
+    plan: &Plan,
+    request: &DeployRequest,
+    context: &DeployContext,
+) -> Result<String, DeployError> {
+    let log = &context.log;
+    let step = Replacement {
+        plan,
+        request,
+        context,
+    };
+    let replaced = rollout::one_after_another(&plan.engines, "hosts", log, &step).await?;
+    let mut summaries = Vec::new();
+    for (label, replaced) in replaced {
+        summaries.push((label, replaced.commit(plan, request, log).await));
+    }
+    Ok(rollout::summary(summaries))
 }
 
 #[async_trait]
@@ -63,7 +133,7 @@ impl Deployer for DockerDeployer {
     }
 
     fn validate(&self, settings: &Settings) -> Result<(), SettingsError> {
-        Plan::parse(settings).map(|_| ())
+        Plan::parse(settings, &self.hosts).map(|_| ())
     }
 
     async fn deploy(
@@ -71,12 +141,13 @@ impl Deployer for DockerDeployer {
         request: &DeployRequest,
         context: &DeployContext,
     ) -> Result<DeployOutcome, DeployError> {
-        let plan = Plan::parse(&request.settings).map_err(|e| DeployError::Settings(e.message))?;
-        let engine = connect(ENGINE_TIMEOUT + plan.stop_timeout).await?;
-        context
-            .log
-            .info(format!("Docker engine API {}", engine.api_version()));
-        replace::deploy(&engine, &plan, request, context).await
+        let started = Instant::now();
+        let plan = Plan::parse(&request.settings, &self.hosts)
+            .map_err(|e| DeployError::Settings(e.message))?;
+        let summary = deploy_everywhere(&plan, request, context).await?;
+        Ok(DeployOutcome {
+            summary: format!("{summary} after {:.1}s", started.elapsed().as_secs_f64()),
+        })
     }
 
     /// A re-run replaces the container by the same image again, after
@@ -187,7 +258,7 @@ mod tests {
             digest: None,
             settings: Settings::new(),
         };
-        let result = DockerDeployer.deploy(&request, &context).await;
+        let result = DockerDeployer::new().deploy(&request, &context).await;
         std::env::remove_var("DOCKER_HOST");
         match result {
             Err(DeployError::Unavailable(message)) => {

@@ -15,12 +15,12 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use wharf_plugin_api::{
-    DeployContext, DeployError, DeployOutcome, DeployRequest, LogSink, LogStream,
-};
+use wharf_plugin_api::{DeployContext, DeployError, DeployRequest, LogSink, LogStream};
 
-use crate::auth::{self, Lookup};
-use crate::engine::{ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, PullEvent};
+use crate::auth;
+use crate::engine::{
+    ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, Machine, PullEvent,
+};
 use crate::settings::{Plan, Strategy};
 
 /// Suffix of the name the old container waits under during a replacement.
@@ -32,19 +32,21 @@ const POLL: Duration = Duration::from_millis(250);
 /// How often pull progress is summarized in the log.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
-/// Deploy `request` on `engine` according to `plan`.
+/// Replace the stage's container on `engine` and wait until the new one is
+/// healthy. The old container is kept (stopped, or still running with
+/// `start-first`) until [`Replaced::commit`], so that a deployment to several
+/// engines can still [`Replaced::undo`] this one when a later engine fails.
 ///
 /// # Errors
 /// `Failed` (the previous container is serving again, or there was none),
 /// `Cancelled` (rolled back the same way), `Settings` for an unreadable
 /// `env_file`.
-pub async fn deploy(
+pub async fn stage(
     engine: &Engine,
     plan: &Plan,
     request: &DeployRequest,
     context: &DeployContext,
-) -> Result<DeployOutcome, DeployError> {
-    let started = Instant::now();
+) -> Result<Replaced, DeployError> {
     let log = &context.log;
     let name = plan.container_name(&request.project, &request.stage);
     let backup = format!("{name}{BACKUP_SUFFIX}");
@@ -76,20 +78,74 @@ pub async fn deploy(
         }
     };
     let spec = container_spec(plan, request, &name, &image)?;
-    let new = replace(engine, plan, &spec, &backup, context).await?;
+    replace(engine, plan, &spec, &backup, context).await
+}
 
-    if plan.keep_images > 0 {
-        prune_images(engine, &request.repository, &new, plan.keep_images, log).await;
-    }
-    Ok(DeployOutcome {
-        summary: format!(
-            "{} runs {} (container {}) after {:.1}s",
+/// A replacement whose new container passed the health gate, with the old
+/// one still kept under the backup name.
+#[derive(Debug)]
+pub struct Replaced {
+    engine: Engine,
+    name: String,
+    backup: String,
+    new: String,
+    old: Option<ContainerInfo>,
+    /// Whether the old container was stopped for the new one (stop-first).
+    stopped_old: bool,
+}
+
+impl Replaced {
+    /// Keep the new version: stop (start-first) and remove the old
+    /// container, then prune old images. Returns the summary line.
+    /// Failures here are logged, never fatal: the new version serves.
+    pub async fn commit(self, plan: &Plan, request: &DeployRequest, log: &LogSink) -> String {
+        let Replaced {
+            engine,
             name,
+            backup,
+            new,
+            old,
+            stopped_old,
+        } = self;
+        if let Some(old) = &old {
+            // start-first: the old one still runs; let it finish its
+            // requests as a `docker stop` would.
+            if !stopped_old && old.running {
+                if let Err(e) = engine.stop(&old.id, plan.stop_timeout).await {
+                    log.info(format!("could not stop the previous container: {e}"));
+                }
+            }
+            match engine.remove(&old.id).await {
+                Ok(()) => log.info(format!("removed the previous container ({})", short(&old.id))),
+                // The new version serves; the leftover is cleaned up by
+                // the next deployment's recovery.
+                Err(e) => log.info(format!(
+                    "could not remove the previous container {backup}: {e}; the next deployment removes it"
+                )),
+            }
+        }
+        if plan.keep_images > 0 {
+            prune_images(&engine, &request.repository, &new, plan.keep_images, log).await;
+        }
+        format!(
+            "{name} runs {} (container {})",
             request.image(),
-            short(&new),
-            started.elapsed().as_secs_f64()
-        ),
-    })
+            short(&new)
+        )
+    }
+
+    /// Go back: remove the new container, put the old one back under its
+    /// name and start it again. Returns what happened, for the error.
+    pub async fn undo(self, log: &LogSink) -> String {
+        let swap = Swap {
+            engine: &self.engine,
+            name: &self.name,
+            backup: &self.backup,
+            old: self.old.clone(),
+            log,
+        };
+        swap.restore(Some(&self.new), self.stopped_old).await
+    }
 }
 
 fn failed(what: &str, error: EngineError) -> DeployError {
@@ -154,31 +210,7 @@ async fn pull(
     request: &DeployRequest,
     log: &LogSink,
 ) -> Result<String, DeployError> {
-    let registry = auth::registry_of(&request.repository);
-    let credentials = match auth::config_path() {
-        None => None,
-        Some(path) => match auth::lookup(&path, registry) {
-            Ok(Lookup::Found(credentials)) => {
-                log.info(format!(
-                    "using credentials for {registry} from {}",
-                    path.display()
-                ));
-                Some(credentials)
-            }
-            Ok(Lookup::HelperOnly(helper)) => {
-                log.info(format!(
-                    "{} names the credential helper '{helper}' for {registry}; wharf reads only `auths` entries, so it pulls anonymously",
-                    path.display()
-                ));
-                None
-            }
-            Ok(Lookup::None) => None,
-            Err(why) => {
-                log.info(format!("ignoring registry credentials: {why}"));
-                None
-            }
-        },
-    };
+    let credentials = auth::for_repository(&request.repository, log, "it pulls anonymously");
     let reference = request.pull_reference();
     let version = request.digest.as_deref().unwrap_or(&request.tag);
     log.info(format!("pulling {reference}"));
@@ -356,14 +388,14 @@ fn parse_env_file(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Swap the containers. Returns the new container's id.
+/// Swap the containers, up to a healthy new one.
 async fn replace(
     engine: &Engine,
     plan: &Plan,
     spec: &ContainerSpec,
     backup: &str,
     context: &DeployContext,
-) -> Result<String, DeployError> {
+) -> Result<Replaced, DeployError> {
     let log = &context.log;
     let name = spec.name.as_str();
     let old = engine.container(name).await.map_err(|e| {
@@ -446,24 +478,14 @@ async fn replace(
     match gate {
         Gate::Healthy(how) => {
             log.info(format!("{name} is healthy: {how}"));
-            if let Some(old) = &old {
-                // start-first: the old one still runs; let it finish its
-                // requests as a `docker stop` would.
-                if !stopped_old && old.running {
-                    if let Err(e) = engine.stop(&old.id, plan.stop_timeout).await {
-                        log.info(format!("could not stop the previous container: {e}"));
-                    }
-                }
-                match engine.remove(&old.id).await {
-                    Ok(()) => log.info(format!("removed the previous container ({})", short(&old.id))),
-                    // The new version serves; the leftover is cleaned up by
-                    // the next deployment's recovery.
-                    Err(e) => log.info(format!(
-                        "could not remove the previous container {backup}: {e}; the next deployment removes it"
-                    )),
-                }
-            }
-            Ok(new)
+            Ok(Replaced {
+                engine: engine.clone(),
+                name: name.to_string(),
+                backup: backup.to_string(),
+                new,
+                old,
+                stopped_old,
+            })
         }
         Gate::Unhealthy(why) => {
             swap.capture_output(&new).await;
@@ -610,12 +632,12 @@ async fn health_gate(engine: &Engine, plan: &Plan, id: &str, log: &LogSink) -> G
             Some(HealthState::Healthy) | None => {}
         }
         if let (true, Some(check)) = (passed, http) {
-            match probe_target(&info, check.port) {
+            match probe_target(&info, check.port, engine.machine()) {
                 None => {
                     return Gate::Unhealthy(format!(
-                    "health.http.port {} is neither published nor reachable on a container network",
-                    check.port
-                ))
+                        "health.http.port {} is neither published where wharf can reach it nor reachable on a container network",
+                        check.port
+                    ))
                 }
                 Some(addr) => match crate::probe::http_status(addr, &check.path).await {
                     Ok(status) if status == check.status => {}
@@ -687,17 +709,31 @@ fn ended(info: &ContainerInfo) -> Option<String> {
 }
 
 /// Where to reach a container's port from wharf: its published host port
-/// (a wildcard binding through loopback), else its address on a network.
-fn probe_target(info: &ContainerInfo, port: u16) -> Option<SocketAddr> {
+/// (a wildcard binding through loopback, or through the engine's machine
+/// when the engine is remote), else — on this machine only — its address on
+/// a network.
+fn probe_target(info: &ContainerInfo, port: u16, machine: Machine) -> Option<SocketAddr> {
     let key = format!("{port}/tcp");
     if let Some((_, ip, host_port)) = info.published.iter().find(|(k, _, _)| *k == key) {
-        let ip = match ip.parse::<IpAddr>() {
-            Ok(IpAddr::V4(v4)) if v4.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            Ok(IpAddr::V6(v6)) if v6.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            Ok(ip) => ip,
-            Err(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        let bound = ip.parse::<IpAddr>().ok();
+        let ip = match (machine, bound) {
+            (Machine::Local, Some(IpAddr::V4(v4))) if v4.is_unspecified() => {
+                IpAddr::V4(Ipv4Addr::LOCALHOST)
+            }
+            (Machine::Local, Some(IpAddr::V6(v6))) if v6.is_unspecified() => {
+                IpAddr::V6(Ipv6Addr::LOCALHOST)
+            }
+            (Machine::Local, Some(ip)) => ip,
+            (Machine::Local, None) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            // Bound to the remote machine's loopback: out of wharf's reach.
+            (Machine::Remote(_), Some(ip)) if ip.is_loopback() => return None,
+            (Machine::Remote(_), Some(ip)) if !ip.is_unspecified() => ip,
+            (Machine::Remote(address), _) => address?,
         };
         return Some(SocketAddr::new(ip, *host_port));
+    }
+    if machine != Machine::Local {
+        return None;
     }
     info.addresses
         .iter()
@@ -839,21 +875,30 @@ mod tests {
             addresses: vec!["172.17.0.5".into()],
             ..Default::default()
         };
+        let local = Machine::Local;
+        let remote = Machine::Remote(Some("10.0.0.5".parse().unwrap()));
         assert_eq!(
-            probe_target(&info, 80),
+            probe_target(&info, 80, local),
             Some("127.0.0.1:8080".parse().unwrap())
         );
         assert_eq!(
-            probe_target(&info, 9000),
+            probe_target(&info, 80, remote),
+            Some("10.0.0.5:8080".parse().unwrap())
+        );
+        assert_eq!(
+            probe_target(&info, 9000, local),
             Some("172.17.0.5:9000".parse().unwrap())
         );
+        // A remote engine's container networks are not reachable from here.
+        assert_eq!(probe_target(&info, 9000, remote), None);
         info.published = vec![("80/tcp".into(), "127.0.0.2".into(), 18080)];
         assert_eq!(
-            probe_target(&info, 80),
+            probe_target(&info, 80, local),
             Some("127.0.0.2:18080".parse().unwrap())
         );
+        assert_eq!(probe_target(&info, 80, remote), None);
         info.addresses.clear();
-        assert_eq!(probe_target(&info, 9000), None);
+        assert_eq!(probe_target(&info, 9000, local), None);
     }
 
     #[test]

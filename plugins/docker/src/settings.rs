@@ -13,6 +13,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use wharf_plugin_api::{Settings, SettingsError};
 
+use crate::hosts::{Endpoint, Hosts, Targets};
+
 /// How long a container must stay up when nothing else says it is healthy.
 const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// How long a new container may take to become healthy.
@@ -63,6 +65,16 @@ struct Raw {
     pull: Option<bool>,
     #[serde(default)]
     stop_timeout: Option<String>,
+    #[serde(default)]
+    host: Option<String>,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    tls_ca: Option<PathBuf>,
+    #[serde(default)]
+    tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -94,10 +106,11 @@ struct RawHttp {
 }
 
 /// A TOML value an operator may reasonably write for an environment value or
-/// a size: `PORT = 8080` is as good as `PORT = "8080"`.
+/// a size: `PORT = 8080` is as good as `PORT = "8080"`. Shared with the
+/// swarm plugin's `env`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum Scalar {
+pub enum Scalar {
     Text(String),
     Integer(i64),
     Float(f64),
@@ -105,7 +118,8 @@ enum Scalar {
 }
 
 impl Scalar {
-    fn to_text(&self) -> String {
+    /// The value as an environment variable holds it.
+    pub fn to_text(&self) -> String {
         match self {
             Scalar::Text(text) => text.clone(),
             Scalar::Integer(n) => n.to_string(),
@@ -197,14 +211,17 @@ pub struct Plan {
     pub keep_images: usize,
     pub pull: bool,
     pub stop_timeout: Duration,
+    /// The engines to deploy to, one after the other; at least one.
+    pub engines: Vec<Endpoint>,
 }
 
 impl Plan {
-    /// Parse and check a settings table.
+    /// Parse and check a settings table; `hosts` are the engines
+    /// `wharf.toml` names.
     ///
     /// # Errors
     /// A message that starts with `[docker]` and names the key.
-    pub fn parse(settings: &Settings) -> Result<Plan, SettingsError> {
+    pub fn parse(settings: &Settings, hosts: &Hosts) -> Result<Plan, SettingsError> {
         let raw: Raw = Settings::try_into(settings.clone())
             .map_err(|e| SettingsError::new(format!("[docker]: {}", e.message().trim())))?;
         let fail = |message: String| Err(SettingsError::new(format!("[docker] {message}")));
@@ -339,6 +356,17 @@ impl Plan {
                 Err(why) => return fail(why),
             },
         };
+        let targets = Targets {
+            host: raw.host,
+            hosts: raw.hosts,
+            tls_ca: raw.tls_ca,
+            tls_cert: raw.tls_cert,
+            tls_key: raw.tls_key,
+        };
+        let engines = match targets.resolve(hosts) {
+            Ok(engines) => engines,
+            Err(why) => return fail(why),
+        };
         Ok(Plan {
             name: raw.name,
             ports,
@@ -358,6 +386,7 @@ impl Plan {
             keep_images: raw.keep_images.unwrap_or(DEFAULT_KEEP_IMAGES),
             pull: raw.pull.unwrap_or(true),
             stop_timeout,
+            engines,
         })
     }
 
@@ -597,7 +626,7 @@ mod tests {
     use super::*;
 
     fn plan(text: &str) -> Result<Plan, SettingsError> {
-        Plan::parse(&text.parse::<Settings>().unwrap())
+        Plan::parse(&text.parse::<Settings>().unwrap(), &Hosts::new())
     }
 
     #[test]
@@ -702,6 +731,11 @@ stop_timeout = "20s"
             ("strategy = \"blue-green\"", "strategy"),
             ("strategy = \"start-first\"\nports = [\"8080:80\"]", "8080"),
             ("network = \"host\"\nports = [\"80:80\"]", "host"),
+            ("host = \"web1\"", "host 'web1' is not defined"),
+            (
+                "hosts = [\"tcp://a:2375\", \"tcp://a:2375\"]",
+                "listed twice",
+            ),
         ] {
             let error = plan(text).expect_err(text);
             assert!(error.message.starts_with("[docker]"), "{text}: {error}");
