@@ -353,6 +353,113 @@ async fn a_tag_missing_from_the_registry_fails_and_leaves_the_old_container_unto
     assert_eq!(containers_of(&stack.name), [stack.container()]);
 }
 
+/// `docker --config <dir> …` with `stdin` fed in: the test's own client
+/// configuration, never the machine's.
+fn docker_with_config(config: &std::path::Path, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("docker")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run docker");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "docker {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// A registry that refuses anonymous pulls: wharf pulls with the `auths`
+/// entry `docker login` wrote to `$DOCKER_CONFIG/config.json`, says so in
+/// the log, and neither the password nor the encoded entry reaches any log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_private_registry_is_pulled_with_the_docker_config_credentials() {
+    if !docker_or_skip("private_registry") {
+        return;
+    }
+    let password = format!("wharf-test-pw-{}", std::process::id());
+    let registry = Registry::start_private("deployer", &password);
+    let name = unique("private");
+    let repository = format!("{}/acme/{name}", registry.host());
+    let _cleanup = Cleanup {
+        projects: vec![name.clone()],
+        names: vec![format!("wharf-{name}-dev")],
+        repositories: vec![format!("{}/", registry.host())],
+    };
+    let config = tempfile::tempdir().unwrap();
+    docker_with_config(
+        config.path(),
+        &[
+            "login",
+            &registry.host(),
+            "--username",
+            "deployer",
+            "--password-stdin",
+        ],
+        &password,
+    );
+    let image = format!("{repository}:v1");
+    common::build_image(
+        &image,
+        &Behaviour::Serves {
+            version: "v1".into(),
+            port: 8080,
+        },
+    );
+    docker_with_config(config.path(), &["push", &image], "");
+    // Without the login the registry refuses: the credentials are needed.
+    let anonymous = common::docker_output(&["pull", &image]);
+    assert!(!anonymous.status.success(), "the registry is not private");
+
+    let config_dir = config.path().display().to_string();
+    let wharf = Wharf::start_with_env("", &[("DOCKER_CONFIG", &config_dir)]).await;
+    let port = free_port();
+    wharf.write_project(
+        &name,
+        &format!(
+            "image = \"{repository}\"\n\n[stages.dev]\ntags = [\"*\"]\n\n[docker]\nports = [\"127.0.0.1:{port}:8080\"]\nhealth = {{ http = {{ path = \"/\", port = 8080 }} }}\n"
+        ),
+    );
+    let accepted = wharf
+        .push_until_accepted(&json!({ "image": image }).to_string())
+        .await;
+    let id = accepted["deployments"][0]["id"].as_str().unwrap();
+    let deployment = wharf.wait_for(id, "succeeded", DEPLOY_LIMIT).await;
+    let log = log_text(&deployment);
+    assert!(
+        log.contains(&format!(
+            "using the credentials for {} from {config_dir}/config.json",
+            registry.host()
+        )),
+        "{log}"
+    );
+    assert_eq!(
+        served(port, "v1", Duration::from_secs(10)).await.as_deref(),
+        Some("v1")
+    );
+    let encoded = std::fs::read_to_string(config.path().join("config.json")).unwrap();
+    let entry: Value = serde_json::from_str(&encoded).unwrap();
+    let auth = entry["auths"][registry.host()]["auth"]
+        .as_str()
+        .expect("docker login wrote an auths entry")
+        .to_string();
+    wharf.assert_no_secrets_logged(&[&password, &auth]);
+    assert!(!log.contains(&password) && !log.contains(&auth), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backup_left_by_a_crash_is_restored_before_the_next_deploy() {
     if !docker_or_skip("crash_leftover") {

@@ -200,6 +200,16 @@ impl Registry {
     /// Start it; with `notify`, its notifications go to that URL (wharf's
     /// webhook), which is how a real registry triggers wharf.
     pub fn start(notify: Option<&str>) -> Registry {
+        Registry::start_with(notify, None)
+    }
+
+    /// A registry that serves only `user` with `password` (htpasswd, the
+    /// distribution registry's basic auth): anonymous pulls are refused.
+    pub fn start_private(user: &str, password: &str) -> Registry {
+        Registry::start_with(None, Some((user, password)))
+    }
+
+    fn start_with(notify: Option<&str>, login: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let mut config = format!(
@@ -209,6 +219,15 @@ impl Registry {
         if let Some(url) = notify {
             config.push_str(&format!(
                 "notifications:\n  endpoints:\n    - name: wharf\n      url: {url}\n      timeout: 2s\n      threshold: 1\n      backoff: 1s\n"
+            ));
+        }
+        if let Some((user, password)) = login {
+            let hash = bcrypt::hash(password, 5).unwrap();
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: wharf-test\n    path: {}\n",
+                htpasswd.display()
             ));
         }
         let config_path = dir.path().join("config.yml");
@@ -229,7 +248,8 @@ impl Registry {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while http_get(port, "/v2/").is_none() {
+        // 200, or 401 from a registry that wants a login.
+        while http_answer(port, "/v2/").is_none() {
             assert!(
                 Instant::now() < deadline,
                 "docker-registry did not answer on port {port}: {}",
@@ -318,6 +338,13 @@ impl Drop for Cleanup {
 
 /// GET `path` from 127.0.0.1:`port`: the body of a 200, else `None`.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let (status, body) = http_answer(port, path)?;
+    (status == "200").then_some(body)
+}
+
+/// GET `path` from 127.0.0.1:`port`: the status code and the body of any
+/// HTTP answer.
+fn http_answer(port: u16, path: &str) -> Option<(String, String)> {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
     use std::io::Write;
@@ -330,7 +357,7 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     stream.read_to_string(&mut response).ok()?;
     let (head, body) = response.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?;
-    (status == "200").then(|| body.to_string())
+    Some((status.to_string(), body.to_string()))
 }
 
 /// What `127.0.0.1:port/` serves, trimmed, polling until `expected` or
