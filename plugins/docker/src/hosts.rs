@@ -118,14 +118,16 @@ impl HostConfig {
         if self.ssh_key.is_some() && scheme != "ssh" {
             return Err(format!("ssh_key is for ssh:// engines, not {scheme}://"));
         }
-        for (key, path) in [
-            ("tls_ca", &self.tls_ca),
-            ("tls_cert", &self.tls_cert),
-            ("tls_key", &self.tls_key),
-            ("ssh_key", &self.ssh_key),
+        // What each file must hold: a swapped cert and key would otherwise
+        // surface only as the engine's "BadCertificate" at the first push.
+        for (key, path, pem) in [
+            ("tls_ca", &self.tls_ca, Some("CERTIFICATE")),
+            ("tls_cert", &self.tls_cert, Some("CERTIFICATE")),
+            ("tls_key", &self.tls_key, Some("PRIVATE KEY")),
+            ("ssh_key", &self.ssh_key, None),
         ] {
             if let Some(path) = path {
-                readable_file(key, path)?;
+                readable_file(key, path, pem)?;
             }
         }
         Ok(())
@@ -183,16 +185,35 @@ fn ssh_port(rest: &str) -> bool {
     }
 }
 
-fn readable_file(key: &str, path: &Path) -> Result<(), String> {
+/// `path` is absolute and readable, and, with `pem`, holds a PEM block
+/// whose label ends so (`CERTIFICATE`, `PRIVATE KEY` for any key type).
+fn readable_file(key: &str, path: &Path, pem: Option<&str>) -> Result<(), String> {
     if !path.is_absolute() {
         return Err(format!(
             "{key} must be an absolute path: {}",
             path.display()
         ));
     }
-    std::fs::File::open(path)
-        .map(|_| ())
-        .map_err(|e| format!("{key} {}: {e}", path.display()))
+    let Some(label) = pem else {
+        return std::fs::File::open(path)
+            .map(|_| ())
+            .map_err(|e| format!("{key} {}: {e}", path.display()));
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    let holds = text.lines().any(|line| {
+        line.strip_prefix("-----BEGIN ")
+            .and_then(|rest| rest.strip_suffix("-----"))
+            .is_some_and(|found| found.ends_with(label))
+    });
+    if holds {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key} {}: no PEM '{label}' in it (are tls_cert and tls_key swapped?)",
+            path.display()
+        ))
+    }
 }
 
 /// Check every `[hosts.<name>]` of `wharf.toml`; the first problem, named.
@@ -389,24 +410,38 @@ mod tests {
     #[test]
     fn tls_files_must_exist() {
         let dir = tempfile::tempdir().unwrap();
-        let file = |name: &str| {
+        let file = |name: &str, label: &str| {
             let path = dir.path().join(name);
-            std::fs::write(&path, "pem").unwrap();
+            std::fs::write(
+                &path,
+                format!("-----BEGIN {label}-----\nMIIB\n-----END {label}-----\n"),
+            )
+            .unwrap();
             path
         };
         let config = HostConfig {
             docker_host: "tcp://h:2376".into(),
-            tls_ca: Some(file("ca.pem")),
-            tls_cert: Some(file("cert.pem")),
+            tls_ca: Some(file("ca.pem", "CERTIFICATE")),
+            tls_cert: Some(file("cert.pem", "CERTIFICATE")),
             tls_key: Some(dir.path().join("missing.pem")),
             ssh_key: None,
         };
         assert!(config.check().unwrap_err().contains("tls_key"));
+        let swapped = HostConfig {
+            tls_cert: Some(file("key-as-cert.pem", "PRIVATE KEY")),
+            tls_key: Some(file("cert-as-key.pem", "CERTIFICATE")),
+            ..config.clone()
+        };
+        let error = swapped.check().unwrap_err();
+        assert!(
+            error.contains("tls_cert") && error.contains("swapped"),
+            "{error}"
+        );
         let config = HostConfig {
-            tls_key: Some(file("key.pem")),
+            tls_key: Some(file("key.pem", "EC PRIVATE KEY")),
             ..config
         };
-        assert!(config.check().is_ok());
+        assert!(config.check().is_ok(), "{:?}", config.check());
         match Endpoint::Remote(config.remote("h")) {
             Endpoint::Remote(Remote { tls: Some(_), .. }) => {}
             other => panic!("{other:?}"),
