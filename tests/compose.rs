@@ -383,21 +383,7 @@ async fn a_typo_in_the_service_is_rejected_at_load() {
     wharf.write_project(&name, &project_file(repository, &file, "wbe", &name));
 
     // The admin API lists the error, with the file and the services there are.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let error = loop {
-        let (_, body) = wharf.admin_get("/api/admin/projects").await;
-        let found = body["errors"].as_array().and_then(|errors| {
-            errors
-                .iter()
-                .find(|e| e.to_string().contains(&name))
-                .cloned()
-        });
-        if let Some(error) = found {
-            break error.to_string();
-        }
-        assert!(Instant::now() < deadline, "no error reported: {body:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let error = wharf.load_error(&name).await;
     for expected in [
         "service 'wbe' is not in",
         "its services are web, worker",
@@ -420,16 +406,5 @@ async fn a_typo_in_the_service_is_rejected_at_load() {
 
     // Fixed, it loads (the file watcher picks the edit up).
     wharf.write_project(&name, &project_file(repository, &file, "web", &name));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, body) = wharf.admin_get("/api/admin/projects").await;
-        let loaded = body["projects"]
-            .as_array()
-            .is_some_and(|list| list.iter().any(|p| p["name"] == name.as_str()));
-        if loaded {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never loaded: {body:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wharf.wait_loaded(&name).await;
 }

@@ -75,22 +75,7 @@ impl Stack {
                 self.repository
             ),
         );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let (_, body) = self.wharf.admin_get("/api/admin/projects").await;
-            let loaded = body["projects"]
-                .as_array()
-                .is_some_and(|list| list.iter().any(|p| p["name"] == self.name.as_str()));
-            if loaded {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "project {} never loaded: {body:#}",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wharf.wait_loaded(&self.name).await;
     }
 
     /// Wait for the deployment of `tag` to end; returns it with its log.

@@ -56,28 +56,8 @@ async fn start_with_project(
     let temp_wharf = Wharf::start(extra).await;
     let trace = traced_project(&temp_wharf, seconds, stages);
     // Written after start: wait for the reload to pick it up.
-    wait_for_project(&temp_wharf, "web").await;
+    temp_wharf.wait_loaded("web").await;
     (temp_wharf, trace)
-}
-
-async fn wait_for_project(wharf: &Wharf, name: &str) {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, body) = wharf.admin_get("/api/admin/projects").await;
-        if body["projects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|p| p["name"] == name)
-        {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "project {name} never loaded: {body}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -118,7 +98,7 @@ async fn stages_and_projects_run_concurrently_within_the_global_bound() {
             "[stages.a]\ntags = [\"*\"]\n[stages.b]\ntags = [\"*\"]\n[stages.c]\ntags = [\"*\"]\n",
         ),
     );
-    wait_for_project(&wharf, "web").await;
+    wharf.wait_loaded("web").await;
     let body = push_tag(&wharf, "v1").await;
     let all = ids(&body);
     assert_eq!(all.len(), 3);

@@ -162,22 +162,6 @@ fn running_tasks(service: &str) -> Vec<(String, String)> {
     .collect()
 }
 
-/// Wait until the project file `name` is loaded (the watcher picked it up).
-async fn wait_loaded(wharf: &Wharf, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, body) = wharf.admin_get("/api/admin/projects").await;
-        let loaded = body["projects"]
-            .as_array()
-            .is_some_and(|list| list.iter().any(|p| p["name"] == name));
-        if loaded {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{name} never loaded: {body:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_push_rolls_the_service_and_a_broken_image_is_rolled_back_by_the_swarm() {
     if !docker_or_skip("swarm") {
@@ -228,8 +212,8 @@ rollback_config = {{ monitor = "1s" }}
             "image = \"{repository}\"\ndeployer = \"swarm\"\n[stages.dev]\ntags = [\"absent\"]\n[swarm]\nservice = \"wharf-test-{absent}\"\n"
         ),
     );
-    wait_loaded(&wharf, &name).await;
-    wait_loaded(&wharf, &absent).await;
+    wharf.wait_loaded(&name).await;
+    wharf.wait_loaded(&absent).await;
 
     // Not a swarm manager yet: a clear failure, nothing touched.
     if swarm_state() == "inactive" {
@@ -393,7 +377,7 @@ rollback_config = {{ monitor = "1s" }}
             "image = \"{repository}\"\ndeployer = \"swarm\"\n[stages.dev]\ntags = [\"both-*\"]\n[swarm]\nservice = \"{service}\"\nhosts = [\"{local}\", \"{down}\"]\n"
         ),
     );
-    wait_loaded(&wharf, &both).await;
+    wharf.wait_loaded(&both).await;
     let good = format!("{repository}:both-v6");
     build_and_push(
         &good,
@@ -437,21 +421,7 @@ async fn a_bad_swarm_table_is_rejected_at_load() {
         &name,
         "image = \"registry.example.com/acme/web\"\ndeployer = \"swarm\"\n[stages.prod]\ntags = [\"v*\"]\n[swarm]\nservice = \"web\"\n[swarm.create]\nreplicas = \"three\"\n",
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let error = loop {
-        let (_, body) = wharf.admin_get("/api/admin/projects").await;
-        let found = body["errors"].as_array().and_then(|errors| {
-            errors
-                .iter()
-                .find(|e| e.to_string().contains(&name))
-                .cloned()
-        });
-        if let Some(error) = found {
-            break error.to_string();
-        }
-        assert!(Instant::now() < deadline, "no error reported: {body:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let error = wharf.load_error(&name).await;
     assert!(error.contains("[swarm] create.replicas"), "{error}");
 
     let check = wharf.cli(&["check"]);
@@ -480,7 +450,7 @@ async fn an_unreachable_engine_fails_the_deployment_clearly() {
         &name,
         &format!("image = \"registry.example.com/acme/{name}\"\ndeployer = \"swarm\"\n[stages.prod]\ntags = [\"v*\"]\n[swarm]\nservice = \"web\"\n"),
     );
-    wait_loaded(&wharf, &name).await;
+    wharf.wait_loaded(&name).await;
     let deployment = deploy(&wharf, &format!("registry.example.com/acme/{name}:v1")).await;
     assert_status(&deployment, "failed");
     let why = reason(&deployment);

@@ -227,6 +227,46 @@ impl Wharf {
         }
     }
 
+    /// Wait until the project `name` is loaded (the file watcher picked
+    /// its file up); fails after 20 s.
+    pub async fn wait_loaded(&self, name: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, body) = self.admin_get("/api/admin/projects").await;
+            let loaded = body["projects"]
+                .as_array()
+                .is_some_and(|list| list.iter().any(|p| p["name"] == name));
+            if loaded {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "project {name} never loaded: {body:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait until the admin API reports a load error naming `name`; the
+    /// error as JSON text. Fails after 20 s.
+    pub async fn load_error(&self, name: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, body) = self.admin_get("/api/admin/projects").await;
+            let found = body["errors"].as_array().and_then(|errors| {
+                errors
+                    .iter()
+                    .find(|e| e.to_string().contains(name))
+                    .cloned()
+            });
+            if let Some(error) = found {
+                return error.to_string();
+            }
+            assert!(Instant::now() < deadline, "no error reported: {body:#}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Run a wharf CLI command against this folder's config.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(BIN)
