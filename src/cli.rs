@@ -191,21 +191,10 @@ fn check_hosts(config: &DaemonConfig) {
         }
     };
     for (name, host) in &config.hosts {
-        let endpoint = wharf_docker::hosts::Targets {
-            host: Some(name.clone()),
-            ..Default::default()
-        }
-        .resolve(&config.hosts);
-        let answer = match endpoint.as_deref() {
-            Ok([endpoint]) => runtime
-                .block_on(wharf_docker::engine::Engine::connect_to(
-                    endpoint,
-                    std::time::Duration::from_secs(5),
-                ))
-                .map_err(|e| e.to_string()),
-            Ok(_) => Err("resolves to no single engine".to_string()),
-            Err(why) => Err(why.clone()),
-        };
+        let answer = runtime.block_on(wharf_docker::engine::Engine::connect_to(
+            &host.endpoint(name),
+            std::time::Duration::from_secs(5),
+        ));
         match answer {
             Ok(engine) => println!(
                 "ok: host {name} answers at {} (API {})",

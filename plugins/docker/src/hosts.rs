@@ -133,6 +133,11 @@ impl HostConfig {
         Ok(())
     }
 
+    /// The engine this definition names, labelled `name`.
+    pub fn endpoint(&self, name: &str) -> Endpoint {
+        Endpoint::Remote(self.remote(name))
+    }
+
     fn remote(&self, label: &str) -> Remote {
         let tls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
             (Some(ca), Some(cert), Some(key)) => Some(Tls {
@@ -283,7 +288,7 @@ impl Targets {
                     ssh_key: None,
                 };
                 config.check().map_err(|e| format!("host {name}: {e}"))?;
-                Endpoint::Remote(config.remote(name))
+                config.endpoint(name)
             } else {
                 let Some(config) = defined.get(name) else {
                     let known: Vec<&str> = defined.keys().map(String::as_str).collect();
@@ -303,7 +308,7 @@ impl Targets {
                         "host '{name}' is defined in wharf.toml: its TLS files belong there, not in the project"
                     ));
                 }
-                Endpoint::Remote(config.remote(name))
+                config.endpoint(name)
             };
             if endpoints.contains(&endpoint) {
                 return Err(format!("host '{name}' is listed twice"));
@@ -442,7 +447,7 @@ mod tests {
             ..config
         };
         assert!(config.check().is_ok(), "{:?}", config.check());
-        match Endpoint::Remote(config.remote("h")) {
+        match config.endpoint("h") {
             Endpoint::Remote(Remote { tls: Some(_), .. }) => {}
             other => panic!("{other:?}"),
         }
