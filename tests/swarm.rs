@@ -24,9 +24,13 @@ use common::{
 use serde_json::Value;
 use support::{assert_status, log_text, Wharf};
 
-/// A swarm update here takes a few seconds (stop-first, 3 s monitor); leave
-/// room for a loaded CI box. The project's own `timeout` is below it.
-const DEPLOY_LIMIT: Duration = Duration::from_secs(120);
+/// A swarm update here takes a few seconds (stop-first, 3 s monitor), but a
+/// swarm rollback on this single node now and then stalls for about a
+/// minute (seen in CI: the test took 179 s instead of 63 s) before the old
+/// task runs again. The project's own `timeout` (150 s) leaves room for
+/// one such stall, so the swarm's rollback is still the one tested, and
+/// this limit is above it.
+const DEPLOY_LIMIT: Duration = Duration::from_secs(180);
 
 /// Makes the engine a swarm manager when it was in no swarm, and on drop
 /// removes the test's services, then leaves the swarm it made (and the
@@ -191,7 +195,7 @@ tags = ["v*"]
 
 [swarm]
 service = "{service}"
-timeout = "90s"
+timeout = "150s"
 
 [swarm.create]
 replicas = 1
