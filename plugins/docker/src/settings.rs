@@ -129,6 +129,39 @@ impl Scalar {
     }
 }
 
+/// An `env` table as the engine takes it: every key a variable name, every
+/// value as text. Shared with the swarm plugin's `create.env`.
+///
+/// # Errors
+/// The first key that is not a variable name, as `env: '…': …`.
+pub fn environment(raw: &BTreeMap<String, Scalar>) -> Result<BTreeMap<String, String>, String> {
+    raw.iter()
+        .map(|(key, value)| {
+            if key.is_empty() || key.contains('=') || key.contains('\0') {
+                Err(format!(
+                    "env: '{key}' is not a variable name (no '=', not empty)"
+                ))
+            } else {
+                Ok((key.clone(), value.to_text()))
+            }
+        })
+        .collect()
+}
+
+/// An operator's own `labels`: `wharf.*` is reserved for the labels wharf
+/// sets itself. Shared with the swarm plugin's `create.labels`.
+///
+/// # Errors
+/// The first reserved key, as `labels: '…': …`.
+pub fn own_labels(labels: &BTreeMap<String, String>) -> Result<(), String> {
+    match labels.keys().find(|k| k.starts_with("wharf.")) {
+        Some(key) => Err(format!(
+            "labels: '{key}': wharf.* labels are set by wharf itself"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// Which container goes first during a replacement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -240,15 +273,10 @@ impl Plan {
                 Err(why) => return fail(format!("ports: '{text}': {why}")),
             }
         }
-        let mut env = BTreeMap::new();
-        for (key, value) in &raw.env {
-            if key.is_empty() || key.contains('=') || key.contains('\0') {
-                return fail(format!(
-                    "env: '{key}' is not a variable name (no '=', not empty)"
-                ));
-            }
-            env.insert(key.clone(), value.to_text());
-        }
+        let env = match environment(&raw.env) {
+            Ok(env) => env,
+            Err(why) => return fail(why),
+        };
         if let Some(file) = &raw.env_file {
             if !file.is_absolute() {
                 return fail(format!(
@@ -323,10 +351,8 @@ impl Plan {
             }
             Some(cpus) => return fail(format!("cpus = {cpus}: must be a number above 0")),
         };
-        if let Some(key) = raw.labels.keys().find(|k| k.starts_with("wharf.")) {
-            return fail(format!(
-                "labels: '{key}': wharf.* labels are set by wharf itself"
-            ));
+        if let Err(why) = own_labels(&raw.labels) {
+            return fail(why);
         }
         let health = match parse_health(raw.health.as_ref()) {
             Ok(health) => health,

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use wharf_docker::hosts::{Endpoint, Hosts, Targets};
-use wharf_docker::settings::Scalar;
+use wharf_docker::settings::{environment, own_labels, Scalar};
 use wharf_plugin_api::{Settings, SettingsError};
 
 /// How long an update may take before wharf rolls it back itself.
@@ -284,20 +284,8 @@ fn parse_create(raw: &RawCreate) -> Result<Create, String> {
         .iter()
         .map(|text| parse_port(text, mode).map_err(|why| format!("ports: '{text}': {why}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut env = BTreeMap::new();
-    for (key, value) in &raw.env {
-        if key.is_empty() || key.contains('=') || key.contains('\0') {
-            return Err(format!(
-                "env: '{key}' is not a variable name (no '=', not empty)"
-            ));
-        }
-        env.insert(key.clone(), value.to_text());
-    }
-    if let Some(key) = raw.labels.keys().find(|k| k.starts_with("wharf.")) {
-        return Err(format!(
-            "labels: '{key}': wharf.* labels are set by wharf itself"
-        ));
-    }
+    let env = environment(&raw.env)?;
+    own_labels(&raw.labels)?;
     let update = parse_policy(
         raw.update_config.as_ref(),
         &[
