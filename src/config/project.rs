@@ -257,9 +257,11 @@ fn is_valid_tag_glob(glob: &str) -> bool {
         .chars()
         .map(|c| if c == '*' || c == '?' { 'a' } else { c })
         .collect();
-    // Every literal char must be allowed in a tag; the first char rule of the
-    // tag grammar is relaxed since a glob may start with `*`.
-    is_valid_tag(&literal) || is_valid_tag(&format!("a{}", &literal[1..]))
+    // With each wildcard standing for one allowed char, the glob must be a
+    // tag itself: a literal char no tag may hold (a non-ASCII letter, a
+    // leading '.' or '-') means the glob can never match. The text is the
+    // operator's and may be any UTF-8, so it is only ever handled as chars.
+    is_valid_tag(&literal)
 }
 
 /// The deployer tables (`[docker]`, `[script]`, …) present, by name, with
@@ -305,6 +307,16 @@ mod tests {
     use super::*;
 
     use crate::plugins::registry;
+
+    #[test]
+    fn globs_of_any_utf8_are_judged_not_sliced() {
+        for glob in ["é*", "*é", "é", "😀?", "ü-*", "*"] {
+            let _ = is_valid_tag_glob(glob);
+        }
+        assert!(!is_valid_tag_glob("é*"));
+        assert!(is_valid_tag_glob("*-rc?"));
+        assert!(is_valid_tag_glob("v1.*"));
+    }
 
     fn load(text: &str) -> Result<Project, ProjectError> {
         parse(
