@@ -48,3 +48,71 @@ async fn a_non_ascii_tag_glob_is_a_load_error_not_a_crash() {
         .contains("can never match"));
     let _ = Duration::ZERO;
 }
+
+/// Send one raw HTTP/1.1 request, so the path reaches wharf exactly as
+/// written (no client normalizes it); the status code.
+fn raw_request(base: &str, method: &str, path: &str, headers: &str, body: &str) -> u16 {
+    use std::io::{Read, Write};
+    let address = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The redaction once tested the raw path's prefix, so spellings of the
+/// webhook path that Rocket still routes (or that 404) logged the secret at
+/// info level. Now a request line carries the matched route's template, and
+/// an unmatched one no segment after the first.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_spelling_of_the_webhook_path_logs_the_secret() {
+    let wharf = Wharf::start("").await;
+    wharf.write_project(
+        "web",
+        &script_project("acme/web", "true", "[stages.a]\ntags = [\"*\"]"),
+    );
+    wharf.wait_loaded("web").await;
+    let secret = wharf.secret();
+    let body = r#"{"image": "acme/web:v1"}"#;
+    for path in [
+        format!("/api/webhook/{secret}"),
+        format!("//api/webhook/{secret}"),
+        format!("/api//webhook/{secret}"),
+        format!("/%61pi/webhook/{secret}"),
+        format!("/api/webhooks/{secret}"),
+        format!("/API/webhook/{secret}"),
+        format!("/api/webhook/{secret}/x?a=1"),
+        format!("/{secret}"),
+    ] {
+        let status = raw_request(&wharf.base, "POST", &path, "", body);
+        assert!(status >= 200, "{path}: no answer");
+    }
+    // The request lines are written after the answer: wait for the last.
+    assert!(
+        support::eventually(Duration::from_secs(5), || wharf
+            .output()
+            .matches("request")
+            .count()
+            >= 8)
+        .await
+    );
+    let output = wharf.output();
+    assert!(
+        output.contains("path=\"/api/webhook/<secret>\""),
+        "a routed push logs its route's template:\n{output}"
+    );
+    wharf.assert_no_secrets_logged(&[&secret, &wharf.token()]);
+}

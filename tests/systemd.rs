@@ -199,7 +199,7 @@ async fn plain_logs_hold_no_secret_even_at_trace_level() {
     // It really was verbose, and it really was the plain format.
     assert!(output.lines().any(|l| l.starts_with("DEBUG ")), "{output}");
     assert!(
-        output.contains("path=\"/api/webhook/<redacted>\""),
+        output.contains("path=\"/api/webhook/<secret>\""),
         "{output}"
     );
     for line in output.lines() {

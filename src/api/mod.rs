@@ -10,6 +10,7 @@ pub mod error;
 pub mod health;
 pub mod webhook;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -86,7 +87,7 @@ pub fn rocket_figment(config: &DaemonConfig) -> Figment {
 pub fn build(app: App, figment: Figment) -> Rocket<Build> {
     rocket::custom(figment)
         .manage(app)
-        .attach(RequestLog)
+        .attach(RequestLog::default())
         .attach(AdHoc::on_liftoff("wharf liftoff", |rocket| {
             Box::pin(async move {
                 let app = rocket.state::<App>().expect("App is managed");
@@ -126,20 +127,54 @@ fn json_catcher(status: Status, _request: &Request<'_>) -> (Status, (ContentType
     )
 }
 
-/// Logs each request: method, path (webhook secret redacted), status, time.
+/// Logs each request: method, route (see [`loggable_path`]), status, time.
 /// Headers and bodies are never logged.
-pub struct RequestLog;
+#[derive(Default)]
+pub struct RequestLog {
+    /// The first segments of the mounted routes, read once.
+    known: OnceLock<Vec<String>>,
+}
 
 #[derive(Clone, Copy)]
 struct StartedAt(Instant);
 
-/// The path as it may be logged.
-pub fn redact_path(path: &str) -> &str {
-    if path.starts_with("/api/webhook/") || path == "/api/webhook" {
-        "/api/webhook/<redacted>"
-    } else {
-        path
+/// The path as it may be logged: the matched route's template
+/// (`/api/webhook/<secret>`, `/api/admin/deployments/<id>`), never the raw
+/// path, so no spelling that still routes (`//api/webhook/…`,
+/// `/%61pi/webhook/…`) can put a secret in the log. An unmatched request
+/// keeps its first segment only when that segment is one of wharf's own
+/// (`/api/…`), since anything else may be a secret sent to the wrong place.
+pub fn loggable_path<'a>(
+    route: Option<&'a rocket::Route>,
+    raw: &str,
+    known: &[String],
+) -> Cow<'a, str> {
+    if let Some(route) = route {
+        return Cow::Borrowed(route.uri.path());
     }
+    let first = raw.trim_start_matches('/').split('/').next().unwrap_or("");
+    if first.is_empty() && raw.trim_start_matches('/').is_empty() {
+        Cow::Borrowed("/")
+    } else if known.iter().any(|k| k == first) {
+        Cow::Owned(format!("/{first}/…"))
+    } else {
+        Cow::Borrowed("/…")
+    }
+}
+
+/// The first segments of wharf's own routes, fixed at ignition.
+fn first_segments(rocket: &Rocket<rocket::Orbit>) -> Vec<String> {
+    let mut segments: Vec<String> = rocket
+        .routes()
+        .filter_map(|route| {
+            let path = route.uri.path().trim_start_matches('/');
+            let first = path.split('/').next()?;
+            (!first.is_empty() && !first.starts_with('<')).then(|| first.to_string())
+        })
+        .collect();
+    segments.sort();
+    segments.dedup();
+    segments
 }
 
 #[rocket::async_trait]
@@ -157,9 +192,10 @@ impl Fairing for RequestLog {
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
         let started = request.local_cache(|| StartedAt(Instant::now()));
+        let known = self.known.get_or_init(|| first_segments(request.rocket()));
         info!(
             method = %request.method(),
-            path = redact_path(request.uri().path().as_str()),
+            path = &*loggable_path(request.route(), request.uri().path().as_str(), known),
             status = response.status().code,
             ms = format!("{:.1}", started.0.elapsed().as_secs_f64() * 1000.0),
             "request"
@@ -200,13 +236,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn webhook_paths_are_redacted() {
-        assert_eq!(
-            redact_path("/api/webhook/d8f2a1e9-3c4b"),
-            "/api/webhook/<redacted>"
-        );
-        assert_eq!(redact_path("/api/webhook/a/b"), "/api/webhook/<redacted>");
-        assert_eq!(redact_path("/healthz"), "/healthz");
+    fn unmatched_paths_keep_only_a_known_first_segment() {
+        let known = ["api", "healthz", "metrics"].map(String::from);
+        let secret = "d8f2a1e9-3c4b-4f7a-9e21-5b6c7d8e9f00";
+        for (raw, logged) in [
+            (format!("/api/webhooks/{secret}"), "/api/…"),
+            (format!("/API/webhook/{secret}"), "/…"),
+            (format!("/{secret}"), "/…"),
+            (format!("//{secret}/api"), "/…"),
+            ("/".to_string(), "/"),
+        ] {
+            assert_eq!(loggable_path(None, &raw, &known), logged, "{raw}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //!
 //! Events carry structured fields (`project`, `stage`, `deployment`, …) that
 //! every format prints as `key=value`. No field or message ever holds the
-//! webhook secret or the admin token; request paths are redacted by
+//! webhook secret or the admin token; request lines carry the route, see
 //! [`crate::api::RequestLog`].
 
 use std::fmt;
