@@ -8,6 +8,7 @@
 //! [`readiness`] tells systemd when wharf is ready, reloading or stopping;
 //! [`logging`] picks the log format for a terminal, a pipe or the journal.
 
+pub mod lock;
 pub mod logging;
 pub mod readiness;
 
@@ -52,6 +53,9 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
         *dir = std::fs::canonicalize(&*dir)
             .with_context(|| format!("cannot resolve {what} {}", dir.display()))?;
     }
+    // Before anything in the state dir is read or written: a second daemon
+    // must leave the first one's deployments and files alone.
+    let _lock = lock::StateLock::acquire(&config.state_dir)?;
     let secrets = Secrets::load_or_create(&config.state_dir)?;
     let registry = plugins::registry(&config.hosts);
     let catalog = Catalog::load_dir(&config.projects_dir, &registry);

@@ -116,3 +116,75 @@ async fn no_spelling_of_the_webhook_path_logs_the_secret() {
     );
     wharf.assert_no_secrets_logged(&[&secret, &wharf.token()]);
 }
+
+/// A second `wharf serve` on the same state dir once re-queued the live
+/// daemon's running deployment and deployed beside it. Now it exits at
+/// once, naming the dir and the holder's pid, and touches nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_daemon_on_the_same_state_dir_exits_and_touches_nothing() {
+    let wharf = Wharf::start("").await;
+    let marker = wharf.dir.join("runs.log");
+    wharf.write_project(
+        "web",
+        &script_project(
+            "acme/web",
+            &format!("echo run >> {}; sleep 3", marker.display()),
+            "[stages.a]\ntags = [\"*\"]",
+        ),
+    );
+    wharf.wait_loaded("web").await;
+    let accepted = wharf
+        .push_until_accepted(r#"{"image": "acme/web:v1"}"#)
+        .await;
+    let id = accepted["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wharf
+        .wait_for(&id, "running", Duration::from_secs(10))
+        .await;
+
+    let started = std::time::Instant::now();
+    let mut second = std::process::Command::new(support::BIN)
+        .arg("--config")
+        .arg(wharf.dir.join("wharf.toml"))
+        .arg("serve")
+        .env_remove("WHARF_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = support::eventually(Duration::from_secs(5), || {
+        second.try_wait().unwrap().is_some()
+    })
+    .await;
+    if !exited {
+        let _ = second.kill();
+    }
+    let second = second.wait_with_output().unwrap();
+    assert!(exited, "the second daemon kept running beside the first");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{stderr}");
+    let state = std::fs::canonicalize(wharf.dir.join("state")).unwrap();
+    assert!(stderr.contains(&state.display().to_string()), "{stderr}");
+    assert!(stderr.contains(&format!("pid {}", wharf.pid())), "{stderr}");
+
+    // The first daemon's deployment ran once and ended well.
+    let done = wharf
+        .wait_for(&id, "succeeded", Duration::from_secs(20))
+        .await;
+    support::assert_status(&done, "succeeded");
+    assert_eq!(support::read(&marker), "run\n");
+    // The commands that only read or rewrite files still work beside it.
+    for command in [&["check"][..], &["url"], &["rotate"]] {
+        let output = wharf.cli(command);
+        assert!(
+            output.status.success(),
+            "{command:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let (status, _) = wharf.admin_get("/api/admin/projects").await;
+    assert_eq!(status, 200);
+}
