@@ -1,6 +1,6 @@
 //! The admin API: `Authorization: Bearer <admin_token>` on every route, else
 //! 401. Rotation, projects, deployments, approvals, manual deploys,
-//! rollbacks, metrics.
+//! rollbacks; and metrics, which the read-only `metrics_token` opens too.
 
 use rocket::fairing::AdHoc;
 use rocket::http::{ContentType, Status};
@@ -36,22 +36,60 @@ pub fn stage() -> AdHoc {
 /// Proof that the request carried the admin token.
 pub struct Admin;
 
+/// Proof that the request may read `/metrics`: the admin token or the
+/// read-only metrics token.
+pub struct MetricsReader;
+
+/// The token of an `Authorization: Bearer <token>` header. The scheme is
+/// case-insensitive (RFC 9110 §11.1); spaces around the token are allowed.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// The app and the presented bearer token, or why the request is refused.
+fn presented<'r>(request: &'r Request<'_>) -> Result<(&'r App, &'r str), (Status, &'static str)> {
+    let Some(app) = request.rocket().state::<App>() else {
+        return Err((Status::InternalServerError, "no app state"));
+    };
+    request
+        .headers()
+        .get_one("Authorization")
+        .and_then(bearer_token)
+        .map(|token| (app, token))
+        .ok_or((Status::Unauthorized, "a valid token is required"))
+}
+
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for Admin {
     type Error = &'static str;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        let Some(app) = request.rocket().state::<App>() else {
-            return Outcome::Error((Status::InternalServerError, "no app state"));
-        };
-        let presented = request
-            .headers()
-            .get_one("Authorization")
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim);
-        match presented {
-            Some(token) if app.admin_token_matches(token) => Outcome::Success(Admin),
-            _ => Outcome::Error((Status::Unauthorized, "a valid admin token is required")),
+        match presented(request) {
+            Ok((app, token)) if app.admin_token_matches(token) => Outcome::Success(Admin),
+            Ok(_) => Outcome::Error((Status::Unauthorized, "a valid admin token is required")),
+            Err(refused) => Outcome::Error(refused),
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for MetricsReader {
+    type Error = &'static str;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        match presented(request) {
+            Ok((app, token))
+                if app.metrics_token_matches(token) || app.admin_token_matches(token) =>
+            {
+                Outcome::Success(MetricsReader)
+            }
+            Ok(_) => Outcome::Error((
+                Status::Unauthorized,
+                "a valid metrics or admin token is required",
+            )),
+            Err(refused) => Outcome::Error(refused),
         }
     }
 }
@@ -327,7 +365,10 @@ async fn record(app: &App, new: NewDeployment) -> Result<(Status, Json<Deploymen
 }
 
 #[get("/metrics")]
-async fn metrics(_admin: Admin, app: &State<App>) -> Result<(ContentType, String), ApiError> {
+async fn metrics(
+    _reader: MetricsReader,
+    app: &State<App>,
+) -> Result<(ContentType, String), ApiError> {
     let counts = app
         .engine
         .store()
@@ -337,4 +378,19 @@ async fn metrics(_admin: Admin, app: &State<App>) -> Result<(ContentType, String
         ContentType::new("text", "plain").with_params(("version", "0.0.4")),
         app.metrics.render(&counts),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for value in ["Bearer abc", "bearer abc", "BEARER  abc ", " Bearer abc"] {
+            assert_eq!(bearer_token(value), Some("abc"), "{value:?}");
+        }
+        for value in ["Basic abc", "Bearer", "Bearer ", "Bearerabc", "abc"] {
+            assert_eq!(bearer_token(value), None, "{value:?}");
+        }
+    }
 }

@@ -58,6 +58,10 @@ impl App {
         Self::same_secret(presented, &self.secrets.load().admin_token)
     }
 
+    pub fn metrics_token_matches(&self, presented: &str) -> bool {
+        Self::same_secret(presented, &self.secrets.load().metrics_token)
+    }
+
     pub fn bound(&self) -> SocketAddr {
         self.bound.get().copied().unwrap_or(self.config.listen)
     }

@@ -1,4 +1,5 @@
-//! `state_dir/settings.toml`: the webhook secret and the admin token.
+//! `state_dir/settings.toml`: the webhook secret, the admin token and the
+//! read-only metrics token.
 //!
 //! Generated on first launch (mode 0600, atomic write). A missing key is
 //! generated and written back; a file that does not parse is an error and is
@@ -21,11 +22,16 @@ pub const SETTINGS_FILE: &str = "settings.toml";
 pub struct Secrets {
     pub webhook_secret: String,
     pub admin_token: String,
+    /// Opens `GET /metrics` and nothing else, so a Prometheus scraper never
+    /// holds a token that can deploy or rotate the URL.
+    pub metrics_token: String,
 }
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secrets { webhook_secret: <redacted>, admin_token: <redacted> }")
+        f.write_str(
+            "Secrets { webhook_secret: <redacted>, admin_token: <redacted>, metrics_token: <redacted> }",
+        )
     }
 }
 
@@ -35,6 +41,7 @@ impl fmt::Debug for Secrets {
 struct PartialSecrets {
     webhook_secret: Option<String>,
     admin_token: Option<String>,
+    metrics_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +66,7 @@ pub fn new_webhook_secret() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
-/// A fresh admin token: 256 bits from the OS's CSPRNG, hex.
+/// A fresh admin (or metrics) token: 256 bits from the OS's CSPRNG, hex.
 pub fn new_admin_token() -> String {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).expect("the OS random number generator is unavailable");
@@ -94,12 +101,16 @@ impl Secrets {
             None => PartialSecrets {
                 webhook_secret: None,
                 admin_token: None,
+                metrics_token: None,
             },
         };
-        let complete = partial.webhook_secret.is_some() && partial.admin_token.is_some();
+        let complete = partial.webhook_secret.is_some()
+            && partial.admin_token.is_some()
+            && partial.metrics_token.is_some();
         let secrets = Secrets {
             webhook_secret: partial.webhook_secret.unwrap_or_else(new_webhook_secret),
             admin_token: partial.admin_token.unwrap_or_else(new_admin_token),
+            metrics_token: partial.metrics_token.unwrap_or_else(new_admin_token),
         };
         secrets.check(&path)?;
         if !complete {
@@ -129,6 +140,9 @@ impl Secrets {
                 .webhook_secret
                 .ok_or_else(|| missing("webhook_secret"))?,
             admin_token: partial.admin_token.ok_or_else(|| missing("admin_token"))?,
+            metrics_token: partial
+                .metrics_token
+                .ok_or_else(|| missing("metrics_token"))?,
         };
         secrets.check(&path)?;
         Ok(secrets)
@@ -165,6 +179,16 @@ impl Secrets {
                 "admin_token must be at least 32 characters of letters, digits, '-', '_', '.' or '~' (one is generated when the key is absent)",
             );
         }
+        if self.metrics_token.len() < 32 || !url_safe(&self.metrics_token) {
+            return invalid(
+                "metrics_token must be at least 32 characters of letters, digits, '-', '_', '.' or '~' (one is generated when the key is absent)",
+            );
+        }
+        if self.metrics_token == self.admin_token {
+            return invalid(
+                "metrics_token must differ from admin_token: it is handed to scrapers, which must not be able to deploy",
+            );
+        }
         Ok(())
     }
 
@@ -177,18 +201,20 @@ impl Secrets {
         let text = format!(
             "# wharf's secrets: keep this file private (mode 0600).\n\
              # Edit by hand or run `wharf rotate`; a running wharf picks up changes.\n\
-             webhook_secret = \"{}\"\nadmin_token = \"{}\"\n",
-            self.webhook_secret, self.admin_token
+             webhook_secret = \"{}\"\nadmin_token = \"{}\"\n\
+             # Opens GET /metrics only: give this one to a Prometheus scraper.\n\
+             metrics_token = \"{}\"\n",
+            self.webhook_secret, self.admin_token, self.metrics_token
         );
         write_atomic(&path, text.as_bytes(), 0o600)
             .map_err(|source| SettingsError::Io { path, source })
     }
 
-    /// A copy with a new webhook secret (rotation keeps the admin token).
+    /// A copy with a new webhook secret (rotation keeps both tokens).
     pub fn rotated(&self) -> Secrets {
         Secrets {
             webhook_secret: new_webhook_secret(),
-            admin_token: self.admin_token.clone(),
+            ..self.clone()
         }
     }
 }
@@ -229,6 +255,8 @@ mod tests {
         std::fs::write(&path, "webhook_secret = \"0123456789abcdef-kept\"\n").unwrap();
         let secrets = Secrets::load_or_create(dir.path()).unwrap();
         assert_eq!(secrets.webhook_secret, "0123456789abcdef-kept");
+        assert_eq!(secrets.metrics_token.len(), 64);
+        assert_ne!(secrets.metrics_token, secrets.admin_token);
         assert_eq!(Secrets::load(dir.path()).unwrap(), secrets);
     }
 
@@ -258,9 +286,11 @@ mod tests {
         let secrets = Secrets {
             webhook_secret: new_webhook_secret(),
             admin_token: new_admin_token(),
+            metrics_token: new_admin_token(),
         };
         let shown = format!("{secrets:?}");
         assert!(!shown.contains(&secrets.webhook_secret));
         assert!(!shown.contains(&secrets.admin_token));
+        assert!(!shown.contains(&secrets.metrics_token));
     }
 }

@@ -58,19 +58,19 @@ async fn deliver(client: reqwest::Client, url: String, body: Value, id: String) 
     for attempt in 1..=ATTEMPTS {
         match client.post(&url).json(&body).send().await {
             Ok(response) if response.status().is_success() => {
-                debug!(deployment = %id, host = host_of(&url), "notification delivered");
+                debug!(deployment = %id, host = %host_of(&url), "notification delivered");
                 return;
             }
             Ok(response) => warn!(
                 deployment = %id,
-                host = host_of(&url),
+                host = %host_of(&url),
                 status = response.status().as_u16(),
                 attempt,
                 "notification refused"
             ),
             Err(e) => warn!(
                 deployment = %id,
-                host = host_of(&url),
+                host = %host_of(&url),
                 error = %without_url(e),
                 attempt,
                 "notification failed"
@@ -83,10 +83,18 @@ async fn deliver(client: reqwest::Client, url: String, body: Value, id: String) 
     }
 }
 
-/// Receiver URLs often hold a token (Slack's do): only the host is logged.
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
-    rest.split(['/', '?', '#']).next().unwrap_or("")
+/// Receiver URLs often hold a token in the path (Slack's do) or
+/// `user:password@` before the host: only the host and port are logged,
+/// read by a real URL parser, so no spelling of the userinfo slips through.
+fn host_of(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) => match (parsed.host_str(), parsed.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (Some(host), None) => host.to_string(),
+            (None, _) => "<no host>".to_string(),
+        },
+        Err(_) => "<unparsable url>".to_string(),
+    }
 }
 
 fn without_url(error: reqwest::Error) -> reqwest::Error {
@@ -129,6 +137,12 @@ mod tests {
             "hooks.slack.com"
         );
         assert_eq!(host_of("http://127.0.0.1:9/x?token=1"), "127.0.0.1:9");
+        assert_eq!(
+            host_of("https://user:pa55@hooks.example.com/x"),
+            "hooks.example.com"
+        );
+        assert_eq!(host_of("http://u:p@w@[::1]:8/x"), "[::1]:8");
+        assert_eq!(host_of("not a url user:pa55@x"), "<unparsable url>");
     }
 
     #[test]
