@@ -300,6 +300,21 @@ fn quoted(text: &str) -> String {
     toml::Value::String(text.to_string()).to_string()
 }
 
+/// `text` as one TOML key: bare where TOML allows (`dev`), quoted
+/// otherwise (`"v1.0"`), so a dot in a stage name never splits the key
+/// into nested tables.
+fn key(text: &str) -> String {
+    let bare = !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if bare {
+        text.to_string()
+    } else {
+        quoted(text)
+    }
+}
+
 /// The project file's text.
 fn render(draft: &Draft<'_>) -> String {
     let mut out = String::new();
@@ -371,7 +386,7 @@ fn render(draft: &Draft<'_>) -> String {
     let _ = writeln!(
         out,
         "\n[stages.{}]\ntags = [\"*\"]\nauto_deploy = true",
-        draft.stage
+        key(draft.stage)
     );
     if draft.deployer != "docker" {
         let _ = writeln!(
@@ -452,6 +467,15 @@ mod tests {
         let path = PathBuf::from(format!("/p/{name}.toml"));
         crate::config::project::parse(&path, text, &registry())
             .unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    #[test]
+    fn stage_names_are_written_as_one_key() {
+        assert_eq!(key("dev"), "dev");
+        assert_eq!(key("v1.0"), "\"v1.0\"");
+        let text = format!("[stages.{}]\ntags = [\"*\"]\n", key("v1.0"));
+        let table: toml::Table = text.parse().unwrap();
+        assert!(table["stages"].as_table().unwrap().contains_key("v1.0"));
     }
 
     #[test]
