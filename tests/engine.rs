@@ -4,13 +4,10 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::{read, script_project, Wharf};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use support::{read, receiver, script_project, Wharf};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -195,62 +192,6 @@ async fn sigterm_lets_the_running_deployment_finish_and_keeps_the_queue() {
     assert_eq!(wharf.deployment(&running).await["status"], "succeeded");
     wharf.wait_for(&queued, "succeeded", WAIT).await;
     assert_eq!(read(&trace), "start v1\nend v1\nstart v2\nend v2\n");
-}
-
-/// A loopback HTTP receiver: records bodies; `mode` decides the answer.
-async fn receiver(mode: &'static str) -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let received = Arc::new(Mutex::new(Vec::new()));
-    let sink = received.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
-                return;
-            };
-            let sink = sink.clone();
-            tokio::spawn(async move {
-                let mut buffer = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let n = socket.read(&mut chunk).await.unwrap_or(0);
-                    if n == 0 {
-                        return;
-                    }
-                    buffer.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buffer).to_string();
-                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
-                        continue;
-                    };
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap())
-                        })
-                        .unwrap_or(0);
-                    if body.len() < length {
-                        continue;
-                    }
-                    sink.lock()
-                        .unwrap()
-                        .push(serde_json::from_str(body).unwrap());
-                    match mode {
-                        "hang" => tokio::time::sleep(Duration::from_secs(3600)).await,
-                        "fail" => {
-                            let _ = socket.write_all(b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-                        }
-                        _ => {
-                            let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
-                        }
-                    }
-                    return;
-                }
-            });
-        }
-    });
-    (url, received)
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -188,3 +188,314 @@ async fn a_second_daemon_on_the_same_state_dir_exits_and_touches_nothing() {
     let (status, _) = wharf.admin_get("/api/admin/projects").await;
     assert_eq!(status, 200);
 }
+
+/// Run the binary with these arguments against `dir`'s config; it must exit
+/// within `limit` (else it is killed and `None` is returned).
+async fn run_to_exit(
+    dir: &std::path::Path,
+    args: &[&str],
+    limit: Duration,
+) -> Option<std::process::Output> {
+    let mut child = std::process::Command::new(support::BIN)
+        .arg("--config")
+        .arg(dir.join("wharf.toml"))
+        .args(args)
+        .env_remove("WHARF_CONFIG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = support::eventually(limit, || child.try_wait().unwrap().is_some()).await;
+    if !exited {
+        let _ = child.kill();
+    }
+    let output = child.wait_with_output().unwrap();
+    exited.then_some(output)
+}
+
+/// A failed outcome write left a row `running` while newer deployments of
+/// its stage went ahead; the next start re-ran it over the newer version.
+/// The state such a failure leaves is made here with wharf's own store.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stale_running_row_is_interrupted_not_rerun_over_a_newer_version() {
+    use wharf::deploy::store::{NewDeployment, Status, Store};
+    let mut wharf = Wharf::start("").await;
+    // The docker deployer is one whose interrupted deployments are re-run
+    // (its swap is safe to repeat), which is what made the stale row run
+    // over the newer version. Nothing answers on port 1: a re-run would
+    // show in the log as a pull, and fail.
+    wharf.write_project(
+        "web",
+        "image = \"127.0.0.1:1/acme/web\"\ndeployer = \"docker\"\n[stages.a]\ntags = [\"*\"]\n",
+    );
+    wharf.wait_loaded("web").await;
+    wharf.terminate().await;
+    let new = |tag: &str| NewDeployment {
+        project: "web".into(),
+        stage: "a".into(),
+        repository: "127.0.0.1:1/acme/web".into(),
+        tag: tag.into(),
+        digest: None,
+        deployer: "docker".into(),
+        status: Status::Queued,
+        trigger: "webhook",
+    };
+    let (stale, newer) = {
+        let store = Store::open(&wharf.dir.join("state"), true).unwrap();
+        let recorded = |tag: &str| {
+            store
+                .insert(&[new(tag)], &[])
+                .unwrap()
+                .unwrap()
+                .deployments
+                .remove(0)
+        };
+        let stale = recorded("v1");
+        store.claim_next("web", "a").unwrap().unwrap();
+        let newer = recorded("v2");
+        let claimed = store.claim_next("web", "a").unwrap().unwrap().deployment;
+        assert_eq!(claimed.id, newer.id);
+        store
+            .finish(claimed.seq, Status::Succeeded, "deployed")
+            .unwrap();
+        (stale.id, newer.id)
+    };
+    wharf.launch().await;
+    let ended = wharf
+        .wait_for(&stale, "interrupted", Duration::from_secs(10))
+        .await;
+    let reason = ended["reason"].as_str().unwrap_or("");
+    assert!(
+        reason.contains(&newer),
+        "the reason names the newer deployment: {reason}"
+    );
+    let log = support::log_text(&ended);
+    assert!(
+        !log.contains("deploying"),
+        "the stale deployment ran again:\n{log}"
+    );
+    assert_eq!(wharf.deployment(&newer).await["status"], "succeeded");
+}
+
+/// `events = ["superseded"]` was accepted but never sent: superseding
+/// happened in SQL, past the hook that notifies.
+#[tokio::test(flavor = "multi_thread")]
+async fn superseded_deployments_are_notified() {
+    let (url, received) = support::receiver("ok").await;
+    let extra =
+        format!("[[notify]]\nurl = \"{url}\"\nformat = \"json\"\nevents = [\"superseded\"]\n");
+    let wharf = Wharf::start(&extra).await;
+    wharf.write_project(
+        "web",
+        &script_project(
+            "acme/web",
+            "sleep 2",
+            "[stages.a]\ntags = [\"*\"]\n[stages.p]\ntags = [\"*\"]\nauto_deploy = false",
+        ),
+    );
+    wharf.wait_loaded("web").await;
+    let push = |tag: &str| format!(r#"{{"image": "acme/web:{tag}"}}"#);
+    let first = wharf.push_until_accepted(&push("v1")).await;
+    let running = first["deployments"][0]["id"].as_str().unwrap().to_string();
+    let pending = first["deployments"][1]["id"].as_str().unwrap().to_string();
+    wharf
+        .wait_for(&running, "running", Duration::from_secs(10))
+        .await;
+    // v2 waits behind v1 and is superseded by v3 when v1 ends; v1's pending
+    // approval in stage p is superseded by v2's at once.
+    let second = wharf.push_until_accepted(&push("v2")).await;
+    let waiting = second["deployments"][0]["id"].as_str().unwrap().to_string();
+    wharf.push_until_accepted(&push("v3")).await;
+    wharf
+        .wait_for(&waiting, "superseded", Duration::from_secs(20))
+        .await;
+    let notified = |id: &str| {
+        let id = id.to_string();
+        let received = received.clone();
+        move || {
+            received.lock().unwrap().iter().any(|m| {
+                m["deployment"]["id"] == id.as_str() && m["deployment"]["status"] == "superseded"
+            })
+        }
+    };
+    assert!(
+        support::eventually(Duration::from_secs(10), notified(&waiting)).await,
+        "{:?}",
+        received.lock().unwrap()
+    );
+    assert!(
+        support::eventually(Duration::from_secs(10), notified(&pending)).await,
+        "{:?}",
+        received.lock().unwrap()
+    );
+    assert!(received
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|m| m["deployment"]["status"] == "superseded"));
+}
+
+/// Auto-create wrote `[stages.<stage>]` unquoted, so a stage name with a
+/// dot (`default_stage = "v1.0"`) made a file that did not load.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_auto_created_project_with_a_dotted_stage_loads() {
+    let wharf = Wharf::start("[auto_create]\nenabled = true\nallow = [\"127.0.0.1:1/acme/*\"]\ndefault_stage = \"v1.0\"\n").await;
+    // Nothing listens on port 1: inspection fails fast and the file says so.
+    let (status, body) = wharf
+        .push(r#"{"image": "127.0.0.1:1/acme/dotted:v1"}"#)
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["created_project"], "dotted", "{body}");
+    assert_eq!(body["deployments"][0]["stage"], "v1.0", "{body}");
+    wharf.wait_loaded("dotted").await;
+    let check = wharf.cli(&["check"]);
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+}
+
+/// A store that cannot be written only warned at start: the daemon said it
+/// was ready and then answered 500 to every push.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unwritable_store_stops_startup_with_a_clear_reason() {
+    let mut wharf = Wharf::start("").await;
+    wharf.terminate().await;
+    let db = wharf.dir.join("state/wharf.db");
+    let chattr = |flag: &str| {
+        let status = std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&db)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "chattr {flag} failed: this test needs an ext4-like filesystem and root"
+        );
+    };
+    chattr("+i");
+    let output = run_to_exit(&wharf.dir, &["serve"], Duration::from_secs(10)).await;
+    chattr("-i");
+    let output = output.expect("wharf kept running on a store it cannot write");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains("wharf.db"), "{stderr}");
+    assert!(
+        stderr.contains("read-only") || stderr.contains("cannot write"),
+        "{stderr}"
+    );
+}
+
+/// `/metrics` needed the full admin token; now a read-only `metrics_token`
+/// opens it and nothing else. The `Bearer` scheme is case-insensitive, and a
+/// notification URL's `user:password@` never reaches the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_metrics_token_opens_metrics_only_and_credentials_stay_out_of_logs() {
+    let closed = common_free_port();
+    let extra =
+        format!("[[notify]]\nurl = \"http://hookuser:n0tify-pa55@127.0.0.1:{closed}/hook\"\n");
+    let wharf = Wharf::start(&extra).await;
+    let settings: toml::Table = support::read(&wharf.dir.join("state/settings.toml"))
+        .parse()
+        .unwrap();
+    let metrics_token = settings["metrics_token"]
+        .as_str()
+        .expect("metrics_token is generated")
+        .to_string();
+    assert!(metrics_token.len() >= 32);
+    assert_ne!(metrics_token, wharf.token());
+    let http = reqwest::Client::new();
+    let get = |path: &str, authorization: String| {
+        http.get(format!("{}{path}", wharf.base))
+            .header("Authorization", authorization)
+            .send()
+    };
+    assert_eq!(
+        get("/metrics", format!("Bearer {metrics_token}"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        get("/api/admin/projects", format!("Bearer {metrics_token}"))
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let rotate = http
+        .post(format!("{}/api/admin/rotate", wharf.base))
+        .bearer_auth(&metrics_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotate.status(), 401);
+    for scheme in ["bearer", "BEARER", "Bearer"] {
+        let token = wharf.token();
+        assert_eq!(
+            get("/api/admin/projects", format!("{scheme} {token}"))
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{scheme}"
+        );
+        assert_eq!(
+            get("/metrics", format!("{scheme}  {token}"))
+                .await
+                .unwrap()
+                .status(),
+            200,
+            "{scheme}"
+        );
+    }
+    assert_eq!(
+        get("/metrics", "Basic abc".into()).await.unwrap().status(),
+        401
+    );
+
+    // A deployment ends, the receiver is down: the failure is logged by host.
+    wharf.write_project(
+        "web",
+        &script_project("acme/web", "true", "[stages.a]\ntags = [\"*\"]"),
+    );
+    wharf.wait_loaded("web").await;
+    let accepted = wharf
+        .push_until_accepted(r#"{"image": "acme/web:v1"}"#)
+        .await;
+    let id = accepted["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    wharf
+        .wait_for(&id, "succeeded", Duration::from_secs(10))
+        .await;
+    assert!(
+        support::eventually(Duration::from_secs(10), || wharf
+            .output()
+            .contains("notification failed"))
+        .await,
+        "{}",
+        wharf.output()
+    );
+    let output = wharf.output();
+    assert!(output.contains(&format!("127.0.0.1:{closed}")), "{output}");
+    wharf.assert_no_secrets_logged(&[
+        &wharf.secret(),
+        &wharf.token(),
+        &metrics_token,
+        "n0tify-pa55",
+        "hookuser",
+    ]);
+}
+
+/// A loopback port nothing listens on.
+fn common_free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}

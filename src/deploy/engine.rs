@@ -29,6 +29,8 @@ use crate::metrics::Metrics;
 const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 /// Pause before a worker retries after the store failed.
 const STORE_RETRY: Duration = Duration::from_secs(1);
+/// Tries of an outcome write (a full disk may free up): about 6 s in all.
+const OUTCOME_RETRIES: u32 = 6;
 
 type StageKey = (String, String);
 
@@ -118,13 +120,18 @@ impl Engine {
         deployments: Vec<NewDeployment>,
         event_ids: Vec<String>,
     ) -> Result<Option<Vec<Deployment>>, StoreError> {
-        let recorded = self.store.insert_batched(deployments, event_ids).await?;
-        for deployment in recorded.iter().flatten() {
+        let Some(recorded) = self.store.insert_batched(deployments, event_ids).await? else {
+            return Ok(None);
+        };
+        for deployment in &recorded.deployments {
             if deployment.status == Status::Queued {
                 self.kick(&deployment.project, &deployment.stage);
             }
         }
-        Ok(recorded)
+        for superseded in recorded.superseded {
+            self.ended(superseded);
+        }
+        Ok(Some(recorded.deployments))
     }
 
     /// Queue an `awaiting_approval` deployment; `None` when it was not
@@ -223,8 +230,11 @@ impl Engine {
                 .call(move |store| store.claim_next(&project, &stage))
                 .await;
             match claimed {
-                Ok(Some(deployment)) => {
-                    self.run(deployment).await;
+                Ok(Some(claimed)) => {
+                    for superseded in claimed.superseded {
+                        self.ended(superseded);
+                    }
+                    self.run(claimed.deployment).await;
                     drop(permit);
                 }
                 Ok(None) => {
@@ -262,15 +272,17 @@ impl Engine {
                 flush.abort();
             }
             let seq = deployment.seq;
-            let saved = {
+            let saved = retried("record the outcome", OUTCOME_RETRIES, || {
                 let reason = reason.clone();
                 self.store
                     .call(move |store| store.finish(seq, status, &reason))
-                    .await
-            };
+            })
+            .await;
             if let Err(e) = saved {
-                // The row stays `running`; the next start resolves it.
-                error!(error = %e, "cannot record the outcome");
+                // The row stays `running`. Newer deployments of the stage may
+                // go ahead; the next start sees them and marks this one
+                // `interrupted` instead of running it over them.
+                error!(error = %e, "cannot record the outcome, even after retries");
             }
             match status {
                 Status::Succeeded => info!(%deployer, "deployment succeeded: {reason}"),
@@ -368,6 +380,20 @@ impl Engine {
             .call(move |store| {
                 let mut interrupted = Vec::new();
                 for deployment in store.running()? {
+                    if let Some(newer) = store.newer_started_in_stage(&deployment)? {
+                        // Its outcome was never recorded, and the stage moved
+                        // on: running it now would put it over a newer version.
+                        let why = format!(
+                            "wharf could not record how this deployment ended, and a newer deployment of the stage ({}, tag {}) went ahead; it is not run again",
+                            newer.id, newer.tag
+                        );
+                        store.append_log(deployment.seq, &[(now_ms(), "wharf", &why)])?;
+                        if store.transition(&deployment.id, Status::Running, Status::Interrupted, Some(&why))? {
+                            interrupted.push(store.get(&deployment.id)?);
+                        }
+                        warn!(id = %deployment.id, project = %deployment.project, stage = %deployment.stage, "{why}");
+                        continue;
+                    }
                     let plugin = catalog
                         .project(&deployment.project)
                         .and_then(|p| p.stages.get(&deployment.stage))
@@ -428,6 +454,30 @@ impl Engine {
     }
 }
 
+/// Run a store write until it succeeds, up to `tries` times, with a pause
+/// that doubles from 100 ms: a write that fails once (a full disk, a lock
+/// held too long) must not leave a deployment's outcome unrecorded.
+async fn retried<T, F, Fut>(what: &str, tries: u32, mut write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let mut pause = Duration::from_millis(100);
+    let mut attempt = 1;
+    loop {
+        match write().await {
+            Ok(value) => return Ok(value),
+            Err(e) if attempt < tries => {
+                warn!(error = %e, attempt, "cannot {what}; trying again");
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Drain a deployment's log channel into the store in batches.
 async fn write_log(store: Store, seq: i64, mut lines: mpsc::UnboundedReceiver<LogLine>) {
     let mut batch: Vec<LogLine> = Vec::with_capacity(64);
@@ -449,5 +499,30 @@ async fn write_log(store: Store, seq: i64, mut lines: mpsc::UnboundedReceiver<Lo
         if let Err(e) = result {
             error!(error = %e, "cannot store deployment log lines");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicU32;
+
+    #[tokio::test]
+    async fn a_failing_write_is_retried_until_it_succeeds_or_the_tries_run_out() {
+        let calls = AtomicU32::new(0);
+        let flaky = || {
+            let call = calls.fetch_add(1, Ordering::SeqCst) + 1;
+            async move {
+                if call < 3 {
+                    Err(StoreError::Io(std::io::Error::other("disk full")))
+                } else {
+                    Ok(call)
+                }
+            }
+        };
+        assert_eq!(retried("write", 6, flaky).await.unwrap(), 3);
+        calls.store(0, Ordering::SeqCst);
+        assert!(retried("write", 2, flaky).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 }

@@ -176,6 +176,8 @@ pub enum StoreError {
         "deployment store was written by a newer wharf (schema {found}, this build knows {known})"
     )]
     TooNew { found: i64, known: i64 },
+    #[error("cannot write the deployment store {path}: {reason}; wharf records every push there before answering, so it does not start without it (a read-only or immutable file, a read-only mount, or a full disk?)")]
+    NotWritable { path: String, reason: String },
 }
 
 impl StoreError {
@@ -187,6 +189,10 @@ impl StoreError {
             StoreError::TooNew { found, known } => StoreError::TooNew {
                 found: *found,
                 known: *known,
+            },
+            StoreError::NotWritable { path, reason } => StoreError::NotWritable {
+                path: path.clone(),
+                reason: reason.clone(),
             },
         }
     }
@@ -208,9 +214,26 @@ pub struct Store {
     writer: mpsc::Sender<InsertJob>,
 }
 
-/// What [`Store::insert`] returns: the recorded deployments, or `None` for
-/// a redelivered event.
-pub type Inserted = Result<Option<Vec<Deployment>>, StoreError>;
+/// What [`Store::insert`] returns: what it recorded, or `None` for a
+/// redelivered event.
+pub type Inserted = Result<Option<Recorded>, StoreError>;
+
+/// The deployments one insert recorded, and the older ones it superseded
+/// (pending approvals of the same stages), which still need their
+/// "ended" notification.
+#[derive(Debug)]
+pub struct Recorded {
+    pub deployments: Vec<Deployment>,
+    pub superseded: Vec<Deployment>,
+}
+
+/// A claimed deployment, now `running`, and the older queued ones of its
+/// stage that it superseded.
+#[derive(Debug)]
+pub struct Claimed {
+    pub deployment: Deployment,
+    pub superseded: Vec<Deployment>,
+}
 
 /// One caller's insert, waiting for the writer thread.
 struct InsertJob {
@@ -253,7 +276,29 @@ impl Store {
             .spawn(move || write_batches(&shared, &jobs))?;
         let store = Store { connection, writer };
         store.migrate()?;
+        store.prove_writable(&state_dir.join("wharf.db"))?;
         Ok(store)
+    }
+
+    /// Write once at open: SQLite falls back to read-only on a file it may
+    /// not write, and a store that only fails at the first push would let
+    /// the daemon report ready and then answer 500 to every push.
+    fn prove_writable(&self, path: &Path) -> Result<(), StoreError> {
+        let not_writable = |reason: String| StoreError::NotWritable {
+            path: path.display().to_string(),
+            reason,
+        };
+        let connection = self.lock();
+        if connection.is_readonly(rusqlite::DatabaseName::Main)? {
+            return Err(not_writable("the file is read-only to wharf".into()));
+        }
+        // Rewriting the schema version is a real write of the file's header.
+        let version: i64 = connection.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        connection
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE; PRAGMA user_version = {version}; COMMIT;"
+            ))
+            .map_err(|e| not_writable(e.to_string()))
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
@@ -326,7 +371,7 @@ impl Store {
         &self,
         deployments: &[NewDeployment],
         event_ids: &[String],
-    ) -> Result<Option<Vec<Deployment>>, StoreError> {
+    ) -> Result<Option<Recorded>, StoreError> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
         let recorded = insert_in(&transaction, deployments, event_ids)?;
@@ -353,7 +398,7 @@ impl Store {
     ///
     /// # Errors
     /// The write failed: nothing changed.
-    pub fn claim_next(&self, project: &str, stage: &str) -> Result<Option<Deployment>, StoreError> {
+    pub fn claim_next(&self, project: &str, stage: &str) -> Result<Option<Claimed>, StoreError> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
         let newest = transaction
@@ -371,19 +416,26 @@ impl Store {
             return Ok(None);
         };
         let now = now_ms();
-        transaction.execute(
-            "UPDATE deployments SET status = 'superseded', finished_ms = ?4,
-                    reason = 'superseded by ' || ?5 || ' (' || ?6 || ')'
-             WHERE project = ?1 AND stage = ?2 AND status = 'queued' AND seq < ?3",
-            params![
-                project,
-                stage,
-                deployment.seq,
-                now,
-                deployment.id,
-                deployment.tag
-            ],
-        )?;
+        let superseded = {
+            let mut statement = transaction.prepare(&format!(
+                "UPDATE deployments SET status = 'superseded', finished_ms = ?4,
+                        reason = 'superseded by ' || ?5 || ' (' || ?6 || ')'
+                 WHERE project = ?1 AND stage = ?2 AND status = 'queued' AND seq < ?3
+                 RETURNING {COLUMNS}"
+            ))?;
+            let rows = statement.query_map(
+                params![
+                    project,
+                    stage,
+                    deployment.seq,
+                    now,
+                    deployment.id,
+                    deployment.tag
+                ],
+                deployment_from_row,
+            )?;
+            rows.collect::<Result<Vec<_>, _>>()?
+        };
         transaction.execute(
             "UPDATE deployments SET status = 'running', started_ms = ?2 WHERE seq = ?1",
             params![deployment.seq, now],
@@ -391,7 +443,10 @@ impl Store {
         transaction.commit()?;
         deployment.status = Status::Running;
         deployment.started_ms = Some(now);
-        Ok(Some(deployment))
+        Ok(Some(Claimed {
+            deployment,
+            superseded,
+        }))
     }
 
     /// Whether a stage has anything `queued`.
@@ -453,6 +508,31 @@ impl Store {
             params![seq, status.as_str(), reason, now_ms()],
         )?;
         Ok(())
+    }
+
+    /// The newest deployment of `deployment`'s stage that came after it and
+    /// was started (not one still queued or awaiting approval, rejected or
+    /// superseded): proof that the stage moved on past it.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn newer_started_in_stage(
+        &self,
+        deployment: &Deployment,
+    ) -> Result<Option<Deployment>, StoreError> {
+        Ok(self
+            .lock()
+            .query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM deployments
+                     WHERE project = ?1 AND stage = ?2 AND seq > ?3
+                       AND status IN ('running', 'succeeded', 'failed', 'interrupted')
+                     ORDER BY seq DESC LIMIT 1"
+                ),
+                params![deployment.project, deployment.stage, deployment.seq],
+                deployment_from_row,
+            )
+            .optional()?)
     }
 
     /// Every deployment that was `running` when wharf stopped.
@@ -681,7 +761,7 @@ fn insert_batch(connection: &mut Connection, batch: &[InsertJob]) -> Vec<Inserte
 fn commit_batch(
     connection: &mut Connection,
     batch: &[InsertJob],
-) -> Result<Vec<Option<Vec<Deployment>>>, StoreError> {
+) -> Result<Vec<Option<Recorded>>, StoreError> {
     let mut transaction = connection.transaction()?;
     let mut results = Vec::with_capacity(batch.len());
     for job in batch {
@@ -708,7 +788,7 @@ fn insert_in(
     connection: &Connection,
     deployments: &[NewDeployment],
     event_ids: &[String],
-) -> Result<Option<Vec<Deployment>>, StoreError> {
+) -> Result<Option<Recorded>, StoreError> {
     let now = now_ms();
     for event_id in event_ids {
         let fresh = connection
@@ -720,20 +800,27 @@ fn insert_in(
             return Ok(None);
         }
     }
-    let mut supersede = connection.prepare_cached(
+    let mut supersede = connection.prepare_cached(&format!(
         "UPDATE deployments SET status = 'superseded', finished_ms = ?3,
                 reason = 'superseded by a newer push (' || ?4 || ') before approval'
-         WHERE project = ?1 AND stage = ?2 AND status = 'awaiting_approval'",
-    )?;
+         WHERE project = ?1 AND stage = ?2 AND status = 'awaiting_approval'
+         RETURNING {COLUMNS}"
+    ))?;
     let mut insert = connection.prepare_cached(
         "INSERT INTO deployments (id, project, stage, repository, tag, digest, deployer,
                                   status, trigger, created_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
     let mut recorded = Vec::with_capacity(deployments.len());
+    let mut superseded = Vec::new();
     for new in deployments {
         let id = uuid::Uuid::new_v4().to_string();
-        supersede.execute(params![new.project, new.stage, now, new.tag])?;
+        for row in supersede.query_map(
+            params![new.project, new.stage, now, new.tag],
+            deployment_from_row,
+        )? {
+            superseded.push(row?);
+        }
         let seq = insert.insert(params![
             id,
             new.project,
@@ -763,7 +850,10 @@ fn insert_in(
             finished_ms: None,
         });
     }
-    Ok(Some(recorded))
+    Ok(Some(Recorded {
+        deployments: recorded,
+        superseded,
+    }))
 }
 
 #[cfg(test)]
@@ -793,8 +883,20 @@ mod tests {
         store
             .insert(&[new("other", "x", Status::Queued)], &[])
             .unwrap();
-        let claimed = store.claim_next("web", "s").unwrap().unwrap();
+        let claim = store.claim_next("web", "s").unwrap().unwrap();
+        let claimed = claim.deployment;
         assert_eq!(claimed.tag, "c");
+        let mut told: Vec<_> = claim.superseded.iter().map(|d| d.tag.as_str()).collect();
+        told.sort();
+        assert_eq!(
+            told,
+            ["a", "b"],
+            "the superseded rows are returned for notifying"
+        );
+        assert!(claim
+            .superseded
+            .iter()
+            .all(|d| d.status == Status::Superseded));
         assert!(!store.has_queued("web", "s").unwrap());
         assert!(store.has_queued("web", "other").unwrap());
         let superseded = store
@@ -826,14 +928,17 @@ mod tests {
             )
             .unwrap()
             .is_none());
-        store
+        let second = store
             .insert(
                 &[new("prod", "v2", Status::AwaitingApproval)],
                 &["e2".into()],
             )
             .unwrap()
             .unwrap();
-        let old = store.get(&first[0].id).unwrap().unwrap();
+        assert_eq!(second.superseded.len(), 1);
+        assert_eq!(second.superseded[0].id, first.deployments[0].id);
+        assert_eq!(second.superseded[0].status, Status::Superseded);
+        let old = store.get(&first.deployments[0].id).unwrap().unwrap();
         assert_eq!(old.status, Status::Superseded);
         assert!(!store
             .transition(&old.id, Status::AwaitingApproval, Status::Queued, None)
@@ -860,8 +965,8 @@ mod tests {
         let results = insert_batch(&mut store.lock(), &batch);
         let recorded: Vec<_> = results.into_iter().map(Result::unwrap).collect();
         assert!(recorded[1].is_none() && recorded[3].is_none());
-        let v1 = &recorded[0].as_ref().unwrap()[0];
-        let v3 = &recorded[2].as_ref().unwrap()[0];
+        let v1 = &recorded[0].as_ref().unwrap().deployments[0];
+        let v3 = &recorded[2].as_ref().unwrap().deployments[0];
         assert_eq!(
             store.get(&v1.id).unwrap().unwrap().status,
             Status::Superseded
@@ -916,6 +1021,7 @@ mod tests {
             .unwrap();
         let many: Vec<String> = (0..MAX_LOG_LINES + 10).map(|i| i.to_string()).collect();
         let lines: Vec<_> = many.iter().map(|t| (1, "stdout", t.as_str())).collect();
+        let d = &d.deployments;
         store.append_log(d[0].seq, &lines[..3]).unwrap();
         store.append_log(d[0].seq, &lines[3..]).unwrap();
         let log = store.log(d[0].seq).unwrap();
@@ -933,7 +1039,8 @@ mod tests {
             store
                 .insert(&[new("s", "a", Status::Queued)], &[])
                 .unwrap()
-                .unwrap()[0]
+                .unwrap()
+                .deployments[0]
                 .id
                 .clone()
         };

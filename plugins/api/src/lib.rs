@@ -185,7 +185,7 @@ impl DeployError {
 
 fn humanize(duration: Duration) -> String {
     let secs = duration.as_secs_f64();
-    if secs >= 60.0 && duration.subsec_nanos() == 0 && duration.as_secs() % 60 == 0 {
+    if secs >= 60.0 && duration.subsec_nanos() == 0 && duration.as_secs().is_multiple_of(60) {
         format!("{}m", duration.as_secs() / 60)
     } else {
         format!("{secs:.1}s")
