@@ -817,3 +817,181 @@ async fn an_image_that_cannot_be_inspected_still_gets_a_project_without_ports() 
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
 }
+
+/// What a crash of wharf in the middle of a replacement leaves, once wharf
+/// has started again and re-run the deployment.
+struct AfterCrash {
+    stack: Stack,
+    port: u16,
+    /// The deployment of v4 that wharf was killed in, after its re-run.
+    deployment: Value,
+}
+
+/// v3 serves on a fixed port; v4 is pushed with the `WHARF_TEST_PAUSE_AT`
+/// test hook holding the replacement at `step`; wharf gets SIGKILL there
+/// and starts again without the hook. `v4_healthy`: v4 answers the health
+/// check; else it runs but nothing answers on the checked port, so it can
+/// never pass the gate (and the re-run fails there too).
+async fn killed_during_replacement(test: &str, step: &str, v4_healthy: bool) -> AfterCrash {
+    // No registry notifications: the webhook URL's port changes with each
+    // launch, so the test pushes itself.
+    let mut stack = Stack::start(test, NO_AUTO_CREATE, false).await;
+    let port = free_port();
+    stack
+        .project(&format!(
+            "ports = [\"127.0.0.1:{port}:80\"]\nstop_timeout = \"1s\"\nhealth = {{ http = {{ path = \"/\", port = 80 }}, timeout = \"10s\" }}"
+        ))
+        .await;
+    build_and_push(
+        &stack.image("v3"),
+        &Behaviour::Serves {
+            version: "v3".into(),
+            port: 80,
+        },
+    );
+    let accepted = stack
+        .wharf
+        .push_until_accepted(&json!({ "image": stack.image("v3") }).to_string())
+        .await;
+    let id = accepted["deployments"][0]["id"].as_str().unwrap();
+    let first = stack.wharf.wait_for(id, "succeeded", DEPLOY_LIMIT).await;
+    assert_status(&first, "succeeded");
+    assert_eq!(
+        served(port, "v3", Duration::from_secs(5)).await.as_deref(),
+        Some("v3")
+    );
+
+    // Only this launch carries the hook, so v3's deployment ran unpaused.
+    let hook = format!("docker:{step}");
+    stack.wharf.terminate().await;
+    stack
+        .wharf
+        .set_env("WHARF_TEST_PAUSE_AT", Some(hook.as_str()));
+    stack.wharf.launch().await;
+    let v4_port = if v4_healthy { 80 } else { 8080 };
+    build_and_push(
+        &stack.image("v4"),
+        &Behaviour::Serves {
+            version: "v4".into(),
+            port: v4_port,
+        },
+    );
+    let accepted = stack
+        .wharf
+        .push_until_accepted(&json!({ "image": stack.image("v4") }).to_string())
+        .await;
+    let id = accepted["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let paused = format!("pausing at {hook}");
+    let deadline = Instant::now() + DEPLOY_LIMIT;
+    loop {
+        let deployment = stack.wharf.deployment(&id).await;
+        if log_text(&deployment).contains(&paused) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && !is_final(&deployment["status"]),
+            "the replacement never paused at {hook}: {deployment:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.wharf.kill9();
+
+    stack.wharf.set_env("WHARF_TEST_PAUSE_AT", None);
+    stack.wharf.launch().await;
+    let deployment = stack.outcome("v4").await;
+    AfterCrash {
+        stack,
+        port,
+        deployment,
+    }
+}
+
+impl AfterCrash {
+    /// One container is left, under the stage's name, running `tag`, and
+    /// it serves `tag` on the fixed port.
+    async fn assert_serves(&self, tag: &str) {
+        let stack = &self.stack;
+        assert_eq!(
+            served(self.port, tag, Duration::from_secs(10))
+                .await
+                .as_deref(),
+            Some(tag),
+            "log:\n{}",
+            log_text(&self.deployment)
+        );
+        assert_eq!(
+            containers_of(&stack.name),
+            [stack.container()],
+            "a backup or new container was left: {}",
+            log_text(&self.deployment)
+        );
+        let container = inspect(&stack.container()).unwrap();
+        assert_eq!(
+            container["Config"]["Labels"]["wharf.image"],
+            stack.image(tag).as_str()
+        );
+        assert_eq!(container["State"]["Running"], true);
+    }
+
+    /// Killed before the commit point: v3 serves again, and the re-run of
+    /// the never-healthy v4 ends `failed`, saying why.
+    async fn assert_v3_restored(&self) {
+        assert_status(&self.deployment, "failed");
+        let reason = self.deployment["reason"].as_str().unwrap();
+        assert!(reason.contains("not healthy within 10s"), "{reason}");
+        assert!(reason.contains("serves again"), "{reason}");
+        let log = log_text(&self.deployment);
+        assert!(log.contains("running it again"), "{log}");
+        assert!(log.contains("left by an interrupted deployment"), "{log}");
+        self.assert_serves("v3").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_old_container_is_renamed_restores_it() {
+    if !docker_or_skip("crash_after_rename") {
+        return;
+    }
+    let after = killed_during_replacement("crashrename", "after-rename", false).await;
+    after.assert_v3_restored().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_old_container_is_stopped_restores_it() {
+    if !docker_or_skip("crash_after_stop") {
+        return;
+    }
+    let after = killed_during_replacement("crashstop", "after-stop", false).await;
+    after.assert_v3_restored().await;
+}
+
+/// The new container runs and is not (yet) unhealthy when wharf dies: it is
+/// still unverified, so the previous one is what must serve afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_during_the_health_gate_restores_the_previous_container() {
+    if !docker_or_skip("crash_health_gate") {
+        return;
+    }
+    let after = killed_during_replacement("crashgate", "health-gate", false).await;
+    after.assert_v3_restored().await;
+}
+
+/// Past the commit point the new container is the verified one: it is what
+/// serves afterwards, and the re-run deploys it again and succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_commit_point_keeps_the_new_container() {
+    if !docker_or_skip("crash_after_commit") {
+        return;
+    }
+    let after = killed_during_replacement("crashcommit", "after-commit", true).await;
+    assert_status(&after.deployment, "succeeded");
+    let log = log_text(&after.deployment);
+    assert!(
+        log.contains("had passed its health gate, so"),
+        "the recovery did not see the commit point:\n{log}"
+    );
+    after.assert_serves("v4").await;
+}

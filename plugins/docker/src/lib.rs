@@ -121,7 +121,7 @@ async fn deploy_everywhere(
     let replaced = rollout::one_after_another(&plan.engines, "hosts", log, &step).await?;
     let mut summaries = Vec::new();
     for (label, replaced) in replaced {
-        summaries.push((label, replaced.commit(plan, request, log).await));
+        summaries.push((label, replaced.commit(plan, request, context).await));
     }
     Ok(rollout::summary(summaries))
 }
