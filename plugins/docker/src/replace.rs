@@ -26,7 +26,7 @@ use wharf_plugin_api::{DeployContext, DeployError, DeployRequest, LogSink, LogSt
 
 use crate::auth;
 use crate::engine::{
-    ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, Machine, PullEvent,
+    ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, Machine, PullEvent, PullLimits,
 };
 use crate::settings::{Plan, Strategy};
 
@@ -90,7 +90,7 @@ pub async fn stage(
 
     let image = if plan.pull {
         tokio::select! {
-            pulled = pull(engine, request, log) => pulled?,
+            pulled = pull(engine, plan, request, log) => pulled?,
             _ = context.cancel.cancelled() => {
                 return Err(DeployError::Cancelled("stopped while pulling; nothing was changed".into()))
             }
@@ -268,6 +268,7 @@ async fn restore_as(engine: &Engine, old: &ContainerInfo, name: &str) -> Result<
 /// file, and report progress in a condensed form.
 async fn pull(
     engine: &Engine,
+    plan: &Plan,
     request: &DeployRequest,
     log: &LogSink,
 ) -> Result<String, DeployError> {
@@ -282,6 +283,10 @@ async fn pull(
             &request.repository,
             version,
             credentials.as_ref(),
+            PullLimits {
+                overall: plan.pull_timeout,
+                idle: plan.pull_idle_timeout,
+            },
             |event| progress.event(event),
         )
         .await;
