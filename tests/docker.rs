@@ -817,3 +817,448 @@ async fn an_image_that_cannot_be_inspected_still_gets_a_project_without_ports() 
         .unwrap();
     assert_eq!(health.status().as_u16(), 200);
 }
+
+/// What a crash of wharf in the middle of a replacement leaves, once wharf
+/// has started again and re-run the deployment.
+struct AfterCrash {
+    stack: Stack,
+    port: u16,
+    /// The deployment of v4 that wharf was killed in, after its re-run.
+    deployment: Value,
+}
+
+/// v3 serves on a fixed port; v4 is pushed with the `WHARF_TEST_PAUSE_AT`
+/// test hook holding the replacement at `step`; wharf gets SIGKILL there
+/// and starts again without the hook. `v4_healthy`: v4 answers the health
+/// check; else it runs but nothing answers on the checked port, so it can
+/// never pass the gate (and the re-run fails there too).
+async fn killed_during_replacement(test: &str, step: &str, v4_healthy: bool) -> AfterCrash {
+    // No registry notifications: the webhook URL's port changes with each
+    // launch, so the test pushes itself.
+    let mut stack = Stack::start(test, NO_AUTO_CREATE, false).await;
+    let port = free_port();
+    stack
+        .project(&format!(
+            "ports = [\"127.0.0.1:{port}:80\"]\nstop_timeout = \"1s\"\nhealth = {{ http = {{ path = \"/\", port = 80 }}, timeout = \"10s\" }}"
+        ))
+        .await;
+    build_and_push(
+        &stack.image("v3"),
+        &Behaviour::Serves {
+            version: "v3".into(),
+            port: 80,
+        },
+    );
+    let accepted = stack
+        .wharf
+        .push_until_accepted(&json!({ "image": stack.image("v3") }).to_string())
+        .await;
+    let id = accepted["deployments"][0]["id"].as_str().unwrap();
+    let first = stack.wharf.wait_for(id, "succeeded", DEPLOY_LIMIT).await;
+    assert_status(&first, "succeeded");
+    assert_eq!(
+        served(port, "v3", Duration::from_secs(5)).await.as_deref(),
+        Some("v3")
+    );
+
+    // Only this launch carries the hook, so v3's deployment ran unpaused.
+    let hook = format!("docker:{step}");
+    stack.wharf.terminate().await;
+    stack
+        .wharf
+        .set_env("WHARF_TEST_PAUSE_AT", Some(hook.as_str()));
+    stack.wharf.launch().await;
+    let v4_port = if v4_healthy { 80 } else { 8080 };
+    build_and_push(
+        &stack.image("v4"),
+        &Behaviour::Serves {
+            version: "v4".into(),
+            port: v4_port,
+        },
+    );
+    let accepted = stack
+        .wharf
+        .push_until_accepted(&json!({ "image": stack.image("v4") }).to_string())
+        .await;
+    let id = accepted["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let paused = format!("pausing at {hook}");
+    let deadline = Instant::now() + DEPLOY_LIMIT;
+    loop {
+        let deployment = stack.wharf.deployment(&id).await;
+        if log_text(&deployment).contains(&paused) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && !is_final(&deployment["status"]),
+            "the replacement never paused at {hook}: {deployment:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stack.wharf.kill9();
+
+    stack.wharf.set_env("WHARF_TEST_PAUSE_AT", None);
+    stack.wharf.launch().await;
+    let deployment = stack.outcome("v4").await;
+    AfterCrash {
+        stack,
+        port,
+        deployment,
+    }
+}
+
+impl AfterCrash {
+    /// One container is left, under the stage's name, running `tag`, and
+    /// it serves `tag` on the fixed port.
+    async fn assert_serves(&self, tag: &str) {
+        let stack = &self.stack;
+        assert_eq!(
+            served(self.port, tag, Duration::from_secs(10))
+                .await
+                .as_deref(),
+            Some(tag),
+            "log:\n{}",
+            log_text(&self.deployment)
+        );
+        assert_eq!(
+            containers_of(&stack.name),
+            [stack.container()],
+            "a backup or new container was left: {}",
+            log_text(&self.deployment)
+        );
+        let container = inspect(&stack.container()).unwrap();
+        assert_eq!(
+            container["Config"]["Labels"]["wharf.image"],
+            stack.image(tag).as_str()
+        );
+        assert_eq!(container["State"]["Running"], true);
+    }
+
+    /// Killed before the commit point: v3 serves again, and the re-run of
+    /// the never-healthy v4 ends `failed`, saying why.
+    async fn assert_v3_restored(&self) {
+        assert_status(&self.deployment, "failed");
+        let reason = self.deployment["reason"].as_str().unwrap();
+        assert!(reason.contains("not healthy within 10s"), "{reason}");
+        assert!(reason.contains("serves again"), "{reason}");
+        let log = log_text(&self.deployment);
+        assert!(log.contains("running it again"), "{log}");
+        assert!(log.contains("left by an interrupted deployment"), "{log}");
+        self.assert_serves("v3").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_old_container_is_renamed_restores_it() {
+    if !docker_or_skip("crash_after_rename") {
+        return;
+    }
+    let after = killed_during_replacement("crashrename", "after-rename", false).await;
+    after.assert_v3_restored().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_old_container_is_stopped_restores_it() {
+    if !docker_or_skip("crash_after_stop") {
+        return;
+    }
+    let after = killed_during_replacement("crashstop", "after-stop", false).await;
+    after.assert_v3_restored().await;
+}
+
+/// The new container runs and is not (yet) unhealthy when wharf dies: it is
+/// still unverified, so the previous one is what must serve afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_during_the_health_gate_restores_the_previous_container() {
+    if !docker_or_skip("crash_health_gate") {
+        return;
+    }
+    let after = killed_during_replacement("crashgate", "health-gate", false).await;
+    after.assert_v3_restored().await;
+}
+
+/// Past the commit point the new container is the verified one: it is what
+/// serves afterwards, and the re-run deploys it again and succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_after_the_commit_point_keeps_the_new_container() {
+    if !docker_or_skip("crash_after_commit") {
+        return;
+    }
+    let after = killed_during_replacement("crashcommit", "after-commit", true).await;
+    assert_status(&after.deployment, "succeeded");
+    let log = log_text(&after.deployment);
+    assert!(
+        log.contains("had passed its health gate, so"),
+        "the recovery did not see the commit point:\n{log}"
+    );
+    after.assert_serves("v4").await;
+}
+
+/// What [`StallingProxy`] does to the body of a blob a client GETs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Blobs {
+    /// Passed through, like everything else.
+    Pass,
+    /// The headers are passed; not one byte of the body.
+    Stall,
+    /// The headers are passed, then the body two bytes every 250 ms: the
+    /// pull keeps making (very slow) progress.
+    Trickle,
+}
+
+/// A loopback TCP proxy in front of a real registry: it forwards every byte
+/// both ways, except the bodies of blob downloads once told otherwise — a
+/// registry that stalls in the middle of a pull. One thread per direction
+/// and connection; all of them end when the proxy drops.
+struct StallingProxy {
+    port: u16,
+    blobs: std::sync::Arc<std::sync::Mutex<Blobs>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl StallingProxy {
+    fn start(upstream: u16) -> StallingProxy {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let blobs = Arc::new(Mutex::new(Blobs::Pass));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mode, stopped) = (blobs.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if stopped.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                // Set by the request side when this connection asks for a
+                // blob, read by the answer side (one request at a time).
+                let held = Arc::new(Mutex::new(None::<Blobs>));
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mode, request_held, stopped2) = (mode.clone(), held.clone(), stopped.clone());
+                std::thread::spawn(move || forward_requests(client, server, &mode, &request_held));
+                std::thread::spawn(move || forward_answers(s2, c2, &held, &stopped2));
+            }
+        });
+        StallingProxy { port, blobs, stop }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn set(&self, blobs: Blobs) {
+        *self.blobs.lock().unwrap() = blobs;
+    }
+}
+
+impl Drop for StallingProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        // Wake the accept loop so that it sees `stop`.
+        let _ = std::net::TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Client → registry: everything, noting when a blob is asked for while
+/// blobs are not passed.
+fn forward_requests(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    mode: &std::sync::Mutex<Blobs>,
+    held: &std::sync::Mutex<Option<Blobs>>,
+) {
+    use std::io::{Read, Write};
+    let mut buffer = [0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let text = String::from_utf8_lossy(&buffer[..n]);
+        let mode = *mode.lock().unwrap();
+        if mode != Blobs::Pass && text.starts_with("GET ") && text.contains("/blobs/sha256:") {
+            *held.lock().unwrap() = Some(mode);
+        }
+        if to.write_all(&buffer[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// Registry → client: everything, except a held blob's body.
+fn forward_answers(
+    mut from: std::net::TcpStream,
+    mut to: std::net::TcpStream,
+    held: &std::sync::Mutex<Option<Blobs>>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::{Read, Write};
+    let mut buffer = [0u8; 16 * 1024];
+    let mut answer = Vec::new();
+    loop {
+        let n = match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let Some(mode) = *held.lock().unwrap() else {
+            if to.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+            continue;
+        };
+        answer.extend_from_slice(&buffer[..n]);
+        let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        // Read the rest of the body from the registry, so it is all here.
+        from.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        while let Ok(n) = from.read(&mut buffer) {
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buffer[..n]);
+        }
+        let (head, body) = answer.split_at(end + 4);
+        if to.write_all(head).is_err() {
+            return;
+        }
+        let mut body = body.iter().copied();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(250));
+            if mode == Blobs::Trickle {
+                let bytes: Vec<u8> = body.by_ref().take(2).collect();
+                if to.write_all(&bytes).is_err() {
+                    return;
+                }
+            }
+        }
+        return;
+    }
+    let _ = to.shutdown(std::net::Shutdown::Write);
+}
+
+/// v1 serves, pulled through the proxy; then v2 is only in the registry and
+/// the proxy treats blob bodies as `blobs` while wharf pulls it. Returns the
+/// deployment of v2 once it ended, and how long it took.
+async fn pull_through_a_stalling_registry(
+    test: &str,
+    blobs: Blobs,
+    timeouts: &str,
+) -> (Value, Duration) {
+    let mut stack = Stack::start(test, NO_AUTO_CREATE, false).await;
+    let proxy = StallingProxy::start(stack.registry.port);
+    stack.repository = format!("{}/acme/{}", proxy.host(), stack.name);
+    // Removed with the stack's own, once its containers are gone.
+    stack
+        ._cleanup
+        .repositories
+        .push(format!("{}/", proxy.host()));
+    let port = free_port();
+    stack
+        .project(&format!(
+            "ports = [\"127.0.0.1:{port}:80\"]\nstop_timeout = \"1s\"\nhealth = {{ grace = \"1s\" }}\n{timeouts}"
+        ))
+        .await;
+    for version in ["v1", "v2"] {
+        build_and_push(
+            &stack.image(version),
+            &Behaviour::Serves {
+                version: version.into(),
+                port: 80,
+            },
+        );
+    }
+    let accepted = stack
+        .wharf
+        .push_until_accepted(&json!({ "image": stack.image("v1") }).to_string())
+        .await;
+    let id = accepted["deployments"][0]["id"].as_str().unwrap();
+    let first = stack.wharf.wait_for(id, "succeeded", DEPLOY_LIMIT).await;
+    assert_status(&first, "succeeded");
+    let before = started_at(&stack.container());
+
+    // The engine must fetch v2's own layer and config from the registry.
+    docker(&["rmi", &stack.image("v2")]);
+    proxy.set(blobs);
+    let started = Instant::now();
+    let accepted = stack
+        .wharf
+        .push_until_accepted(&json!({ "image": stack.image("v2") }).to_string())
+        .await;
+    let id = accepted["deployments"][0]["id"].as_str().unwrap();
+    let deadline = Instant::now() + DEPLOY_LIMIT;
+    let deployment = loop {
+        let deployment = stack.wharf.deployment(id).await;
+        if is_final(&deployment["status"]) {
+            break deployment;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled pull never ended: {deployment:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let took = started.elapsed();
+    assert_eq!(
+        served(port, "v1", Duration::from_secs(5)).await.as_deref(),
+        Some("v1"),
+        "{}",
+        log_text(&deployment)
+    );
+    assert_eq!(started_at(&stack.container()), before, "v1 was touched");
+    assert_eq!(containers_of(&stack.name), [stack.container()]);
+    (deployment, took)
+}
+
+/// A registry that stops sending in the middle of a blob: the pull fails
+/// on `pull_idle_timeout`, long before the stall would end by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_that_stalls_fails_on_the_idle_timeout_and_v1_keeps_serving() {
+    if !docker_or_skip("pull_idle_timeout") {
+        return;
+    }
+    let (deployment, took) = pull_through_a_stalling_registry(
+        "pullidle",
+        Blobs::Stall,
+        "pull_idle_timeout = \"2s\"\npull_timeout = \"5m\"",
+    )
+    .await;
+    assert_status(&deployment, "failed");
+    let reason = deployment["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the pull made no progress for 2s (pull_idle_timeout)"),
+        "{reason}"
+    );
+    assert!(reason.contains("not touched"), "{reason}");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
+/// A registry that sends a blob so slowly that it never ends, yet never
+/// goes quiet for `pull_idle_timeout`: the pull fails on `pull_timeout`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_pull_that_trickles_fails_on_the_overall_timeout_and_v1_keeps_serving() {
+    if !docker_or_skip("pull_timeout") {
+        return;
+    }
+    let (deployment, took) = pull_through_a_stalling_registry(
+        "pulltrickle",
+        Blobs::Trickle,
+        "pull_idle_timeout = \"3s\"\npull_timeout = \"6s\"",
+    )
+    .await;
+    assert_status(&deployment, "failed");
+    let reason = deployment["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("the pull did not finish within 6s (pull_timeout)"),
+        "{reason}"
+    );
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}

@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 use wharf_docker::hosts::{self, Hosts};
 
 /// Environment variables with the `WHARF_` prefix that are not config keys:
-/// the config file's path itself, and the test suite's switch.
-const ENV_NOT_CONFIG: &[&str] = &["config", "require_docker"];
+/// the config file's path itself, the test suite's switch, and the docker
+/// plugin's test hook (`WHARF_TEST_PAUSE_AT`, see `wharf_docker::replace`).
+const ENV_NOT_CONFIG: &[&str] = &["config", "require_docker", "test_pause_at"];
 
 /// The daemon's settings, `wharf.toml`. Every key has a default.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -308,6 +308,7 @@ impl Drop for Cleanup {
         containers.extend(self.names.iter().cloned());
         for name in &self.names {
             containers.push(format!("{name}-wharf-old"));
+            containers.push(format!("{name}-wharf-retired"));
         }
         for container in containers {
             let _ = docker_output(&["rm", "-f", "-v", &container]);

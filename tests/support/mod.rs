@@ -109,6 +109,15 @@ impl Wharf {
         self.output.lock().unwrap().join("\n")
     }
 
+    /// Set (or, with `None`, drop) a variable of the daemon's environment
+    /// for the next `launch`.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(value) = value {
+            self.env.push((key.to_string(), value.to_string()));
+        }
+    }
+
     pub fn settings(&self) -> (String, String) {
         let text = std::fs::read_to_string(self.dir.join("state/settings.toml")).unwrap();
         let value: toml::Table = text.parse().unwrap();

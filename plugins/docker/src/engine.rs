@@ -25,7 +25,7 @@ use bollard::query_parameters::{
     RemoveImageOptionsBuilder, RenameContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 
 use crate::auth::Credentials;
 use crate::hosts::Endpoint;
@@ -45,6 +45,56 @@ pub enum EngineError {
     /// The engine refused: name in use, port taken, bad reference, …
     #[error("{0}")]
     Refused(String),
+    /// A stream from the engine (a pull) went on too long or went silent.
+    #[error("{0}")]
+    TimedOut(String),
+}
+
+/// How long a pull may take: bollard's own timeout covers an answer's
+/// headers only, and a pull's answer is a stream of events that a stalled
+/// registry can keep open for ever, holding the stage and a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PullLimits {
+    /// The whole pull (`pull_timeout`).
+    pub overall: Duration,
+    /// The longest gap between two events of the pull (`pull_idle_timeout`).
+    pub idle: Duration,
+}
+
+impl PullLimits {
+    /// The next item of `stream`, waiting no longer than the idle limit nor
+    /// past the overall one (counted from `started`); `None` at its end.
+    ///
+    /// # Errors
+    /// [`EngineError::TimedOut`] naming the limit that ran out and how long
+    /// it is.
+    pub async fn next<S: Stream + Unpin>(
+        &self,
+        stream: &mut S,
+        started: std::time::Instant,
+    ) -> Result<Option<S::Item>, EngineError> {
+        let left = self.overall.saturating_sub(started.elapsed());
+        let (wait, why) = if left <= self.idle {
+            (
+                left,
+                format!(
+                    "the pull did not finish within {} (pull_timeout)",
+                    humantime::format_duration(self.overall)
+                ),
+            )
+        } else {
+            (
+                self.idle,
+                format!(
+                    "the pull made no progress for {} (pull_idle_timeout)",
+                    humantime::format_duration(self.idle)
+                ),
+            )
+        };
+        tokio::time::timeout(wait, stream.next())
+            .await
+            .map_err(|_| EngineError::TimedOut(why))
+    }
 }
 
 /// A connection to one engine, with the API version agreed on.
@@ -306,18 +356,23 @@ impl Engine {
         }
     }
 
-    /// Pull `repository` at `tag_or_digest`, reporting each event.
+    /// Pull `repository` at `tag_or_digest` within `limits`, reporting each
+    /// event. Giving up drops the stream, which closes the connection: the
+    /// engine then cancels the pull itself.
     ///
     /// # Errors
     /// The registry or engine refused (no such tag: [`EngineError::NotFound`]
-    /// or `Refused` with the registry's message).
+    /// or `Refused` with the registry's message); a limit ran out
+    /// ([`EngineError::TimedOut`]).
     pub async fn pull(
         &self,
         repository: &str,
         tag_or_digest: &str,
         credentials: Option<&Credentials>,
+        limits: PullLimits,
         mut progress: impl FnMut(PullEvent),
     ) -> Result<(), EngineError> {
+        let started = std::time::Instant::now();
         let options = CreateImageOptionsBuilder::default()
             .from_image(repository)
             .tag(tag_or_digest)
@@ -330,7 +385,7 @@ impl Engine {
             ..Default::default()
         });
         let mut stream = self.docker.create_image(Some(options), None, credentials);
-        while let Some(event) = stream.next().await {
+        while let Some(event) = limits.next(&mut stream, started).await? {
             let info = event.map_err(|e| self.classify(e))?;
             progress(PullEvent {
                 layer: info.id,
@@ -687,4 +742,76 @@ fn port_order(port: &str) -> (bool, u32, String) {
         number.parse().unwrap_or(u32::MAX),
         protocol.to_string(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::stream;
+
+    const LIMITS: PullLimits = PullLimits {
+        overall: Duration::from_millis(600),
+        idle: Duration::from_millis(200),
+    };
+
+    /// Every item of `events` within `LIMITS`; the error's text otherwise.
+    async fn drain(mut events: impl Stream<Item = u32> + Unpin) -> Result<usize, String> {
+        let started = std::time::Instant::now();
+        let mut count = 0;
+        while LIMITS
+            .next(&mut events, started)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    /// A stream of `n` items (or endless), one every `every`.
+    fn ticking(n: Option<u32>, every: Duration) -> impl Stream<Item = u32> + Unpin {
+        Box::pin(stream::unfold(0, move |i| async move {
+            if n.is_some_and(|n| i >= n) {
+                return None;
+            }
+            tokio::time::sleep(every).await;
+            Some((i, i + 1))
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_pull_that_keeps_going_in_time_is_not_cut() {
+        let events = ticking(Some(5), Duration::from_millis(20));
+        assert_eq!(drain(events).await, Ok(5));
+    }
+
+    #[tokio::test]
+    async fn a_silent_pull_fails_on_the_idle_limit() {
+        let started = std::time::Instant::now();
+        let silent = stream::iter([1, 2]).chain(stream::pending());
+        let error = drain(Box::pin(silent)).await.unwrap_err();
+        assert_eq!(
+            error,
+            "the pull made no progress for 200ms (pull_idle_timeout)"
+        );
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_millis(500),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_pull_that_trickles_on_fails_on_the_overall_limit() {
+        let started = std::time::Instant::now();
+        let endless = ticking(None, Duration::from_millis(50));
+        let error = drain(endless).await.unwrap_err();
+        assert_eq!(error, "the pull did not finish within 600ms (pull_timeout)");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(600) && took < Duration::from_millis(900),
+            "{took:?}"
+        );
+    }
 }

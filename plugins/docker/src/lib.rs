@@ -37,6 +37,12 @@ use settings::Plan;
 /// The least time any engine call may take before it counts as hung; a stop
 /// gets its own timeout on top.
 const ENGINE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A project that does not exist yet has no `pull_timeout`: inspecting an
+/// image for auto-creation pulls within the defaults.
+const INSPECT_PULL: engine::PullLimits = engine::PullLimits {
+    overall: settings::DEFAULT_PULL_TIMEOUT,
+    idle: settings::DEFAULT_PULL_IDLE_TIMEOUT,
+};
 
 /// The docker deployer plugin. Holds no connection: each deployment connects
 /// afresh (cheap on the local socket), so an engine restart or a changed
@@ -121,7 +127,7 @@ async fn deploy_everywhere(
     let replaced = rollout::one_after_another(&plan.engines, "hosts", log, &step).await?;
     let mut summaries = Vec::new();
     for (label, replaced) in replaced {
-        summaries.push((label, replaced.commit(plan, request, log).await));
+        summaries.push((label, replaced.commit(plan, request, context).await));
     }
     Ok(rollout::summary(summaries))
 }
@@ -178,7 +184,13 @@ impl ImageInspector for DockerDeployer {
                     }
                 });
                 engine
-                    .pull(repository, version, credentials.as_ref(), |_| {})
+                    .pull(
+                        repository,
+                        version,
+                        credentials.as_ref(),
+                        INSPECT_PULL,
+                        |_| {},
+                    )
                     .await
                     .map_err(|e| format!("cannot pull {reference}: {e}"))?;
                 engine

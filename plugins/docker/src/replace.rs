@@ -7,9 +7,16 @@
 //! deployment log, it is removed, and the old one is renamed back and
 //! started again.
 //!
-//! The old container waits under the name `<name>-wharf-old`. If wharf dies
-//! in the middle, the next deployment of the stage finds it and puts things
-//! back in order first ([`recover`]), which is what makes a re-run safe.
+//! The old container waits under the name `<name>-wharf-old` until the new
+//! one has passed the health gate. That moment, the **commit point**, is
+//! recorded on the engine itself: the old container is renamed
+//! `<name>-wharf-retired` before it is stopped (start-first) and removed.
+//! A rename is atomic on the engine, so whenever wharf dies, the names say
+//! which side of the commit point it died on, and the next deployment of
+//! the stage puts things back in order first ([`recover`]): a backup means
+//! the new container was never verified (it goes, the backup comes back); a
+//! retired container means the new one was (the retired one goes). That is
+//! what makes a re-run safe.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -19,18 +26,41 @@ use wharf_plugin_api::{DeployContext, DeployError, DeployRequest, LogSink, LogSt
 
 use crate::auth;
 use crate::engine::{
-    ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, Machine, PullEvent,
+    ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, Machine, PullEvent, PullLimits,
 };
 use crate::settings::{Plan, Strategy};
 
-/// Suffix of the name the old container waits under during a replacement.
+/// Suffix of the name the old container waits under during a replacement,
+/// until the new one passed its health gate.
 pub const BACKUP_SUFFIX: &str = "-wharf-old";
+/// Suffix of the name the old container takes at the commit point, when the
+/// new one passed its health gate and the old one may go.
+pub const RETIRED_SUFFIX: &str = "-wharf-retired";
 /// How many lines of a failed container's output go to the deployment log.
 const FAILED_LOG_LINES: usize = 50;
 /// How often the health gate looks at the new container.
 const POLL: Duration = Duration::from_millis(250);
 /// How often pull progress is summarized in the log.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// The test hook's environment variable; see [`pause_at`].
+pub const PAUSE_VARIABLE: &str = "WHARF_TEST_PAUSE_AT";
+
+/// A test hook, and nothing else: with `WHARF_TEST_PAUSE_AT=docker:<step>`
+/// in wharf's environment, a replacement reaching `<step>` says so in the
+/// deployment log and waits there until it is cancelled, so that an
+/// end-to-end test can SIGKILL wharf at exactly that step and check what
+/// the recovery makes of it. Unset (as always outside the tests), it only
+/// reads the variable.
+async fn pause_at(step: &str, context: &DeployContext) {
+    let wanted = std::env::var(PAUSE_VARIABLE).unwrap_or_default();
+    if wanted.strip_prefix("docker:") != Some(step) {
+        return;
+    }
+    context.log.info(format!(
+        "test hook {PAUSE_VARIABLE}: pausing at docker:{step}"
+    ));
+    context.cancel.cancelled().await;
+}
 
 /// Replace the stage's container on `engine` and wait until the new one is
 /// healthy. The old container is kept (stopped, or still running with
@@ -51,7 +81,7 @@ pub async fn stage(
     let name = plan.container_name(&request.project, &request.stage);
     let backup = format!("{name}{BACKUP_SUFFIX}");
 
-    recover(engine, &name, &backup, log).await.map_err(|e| {
+    recover(engine, &name, log).await.map_err(|e| {
         failed(
             "cannot put back the containers of an interrupted deployment",
             e,
@@ -60,7 +90,7 @@ pub async fn stage(
 
     let image = if plan.pull {
         tokio::select! {
-            pulled = pull(engine, request, log) => pulled?,
+            pulled = pull(engine, plan, request, log) => pulled?,
             _ = context.cancel.cancelled() => {
                 return Err(DeployError::Cancelled("stopped while pulling; nothing was changed".into()))
             }
@@ -95,10 +125,18 @@ pub struct Replaced {
 }
 
 impl Replaced {
-    /// Keep the new version: stop (start-first) and remove the old
-    /// container, then prune old images. Returns the summary line.
-    /// Failures here are logged, never fatal: the new version serves.
-    pub async fn commit(self, plan: &Plan, request: &DeployRequest, log: &LogSink) -> String {
+    /// Keep the new version: pass the commit point (the old container is
+    /// renamed from the backup name to the retired one), stop (start-first)
+    /// and remove the old container, then prune old images. Returns the
+    /// summary line. Failures here are logged, never fatal: the new version
+    /// serves.
+    pub async fn commit(
+        self,
+        plan: &Plan,
+        request: &DeployRequest,
+        context: &DeployContext,
+    ) -> String {
+        let log = &context.log;
         let Replaced {
             engine,
             name,
@@ -108,6 +146,16 @@ impl Replaced {
             stopped_old,
         } = self;
         if let Some(old) = &old {
+            let retired = format!("{name}{RETIRED_SUFFIX}");
+            if let Err(e) = engine.rename(&old.id, &retired).await {
+                // Still named as the backup: removing it below passes the
+                // commit point all the same; only if that fails too would
+                // the next recovery take it for the last verified version.
+                log.info(format!(
+                    "could not rename the previous container {backup} to {retired}: {e}"
+                ));
+            }
+            pause_at("after-commit", context).await;
             // start-first: the old one still runs; let it finish its
             // requests as a `docker stop` would.
             if !stopped_old && old.running {
@@ -120,7 +168,8 @@ impl Replaced {
                 // The new version serves; the leftover is cleaned up by
                 // the next deployment's recovery.
                 Err(e) => log.info(format!(
-                    "could not remove the previous container {backup}: {e}; the next deployment removes it"
+                    "could not remove the previous container ({}): {e}; the next deployment removes it",
+                    short(&old.id)
                 )),
             }
         }
@@ -157,48 +206,60 @@ fn short(id: &str) -> &str {
 }
 
 /// Put a stage's containers back in order after a deployment that did not
-/// finish (wharf was killed mid-way):
-/// - only the backup exists: it was the serving version; rename it back and
-///   start it;
-/// - both exist: the current one is the unverified new one. Keep it if it
-///   runs and is not unhealthy (the stale backup goes); else remove it and
-///   restore the backup.
+/// finish (wharf was killed mid-way), so that the last verified container
+/// serves. The names on the engine say how far it got:
+/// - `<name>-wharf-retired`: past the commit point, `<name>` passed its
+///   health gate and is kept; the retired one is removed (or, should
+///   `<name>` be gone, restored: it is the only verified one left);
+/// - `<name>-wharf-old`: before the commit point, whatever `<name>` is
+///   (created, starting, running, healthy so far) it was never verified: it
+///   is removed, and the backup gets its name back and is started.
+///
+/// Each step leaves names that this same rule reads correctly, so a crash
+/// during the recovery itself is recovered by the next one.
 ///
 /// # Errors
 /// The engine failed.
-pub async fn recover(
-    engine: &Engine,
-    name: &str,
-    backup: &str,
-    log: &LogSink,
-) -> Result<(), EngineError> {
-    let Some(old) = engine.container(backup).await? else {
+pub async fn recover(engine: &Engine, name: &str, log: &LogSink) -> Result<(), EngineError> {
+    let backup = format!("{name}{BACKUP_SUFFIX}");
+    let retired = format!("{name}{RETIRED_SUFFIX}");
+    if let Some(old) = engine.container(&retired).await? {
+        if engine.container(name).await?.is_some() {
+            log.info(format!(
+                "found {retired}: an interrupted deployment had passed its health gate, so {name} is the verified version and {retired} is removed"
+            ));
+            engine.remove(&old.id).await?;
+        } else {
+            log.info(format!(
+                "found {retired} left by an interrupted deployment and no {name}: restoring it"
+            ));
+            restore_as(engine, &old, name).await?;
+        }
+    }
+    let Some(old) = engine.container(&backup).await? else {
         return Ok(());
     };
     match engine.container(name).await? {
-        None => {
-            log.info(format!(
-                "found {backup} left by an interrupted deployment and no {name}: restoring it"
-            ));
-            engine.rename(&old.id, name).await?;
-            if !old.running {
-                engine.start(&old.id).await?;
-            }
-        }
-        Some(current) if current.running && current.health != Some(HealthState::Unhealthy) => {
-            log.info(format!(
-                "found {backup} left by an interrupted deployment; {name} runs, so the stale {backup} is removed"
-            ));
-            engine.remove(&old.id).await?;
-        }
+        None => log.info(format!(
+            "found {backup} left by an interrupted deployment and no {name}: restoring it"
+        )),
         Some(current) => {
             log.info(format!(
-                "found {backup} left by an interrupted deployment and {name} not running: restoring {backup}"
+                "found {backup} left by an interrupted deployment before its health gate passed: removing the unverified {name} ({}) and restoring {backup}",
+                short(&current.id)
             ));
             engine.remove(&current.id).await?;
-            engine.rename(&old.id, name).await?;
-            engine.start(&old.id).await?;
         }
+    }
+    restore_as(engine, &old, name).await
+}
+
+/// Give a container left by an interrupted deployment its name back and
+/// make sure it runs.
+async fn restore_as(engine: &Engine, old: &ContainerInfo, name: &str) -> Result<(), EngineError> {
+    engine.rename(&old.id, name).await?;
+    if !old.running {
+        engine.start(&old.id).await?;
     }
     Ok(())
 }
@@ -207,6 +268,7 @@ pub async fn recover(
 /// file, and report progress in a condensed form.
 async fn pull(
     engine: &Engine,
+    plan: &Plan,
     request: &DeployRequest,
     log: &LogSink,
 ) -> Result<String, DeployError> {
@@ -221,6 +283,10 @@ async fn pull(
             &request.repository,
             version,
             credentials.as_ref(),
+            PullLimits {
+                overall: plan.pull_timeout,
+                idle: plan.pull_idle_timeout,
+            },
             |event| progress.event(event),
         )
         .await;
@@ -418,6 +484,7 @@ async fn replace(
                 e,
             )
         })?;
+        pause_at("after-rename", context).await;
     }
 
     // Created before the old one stops: a spec the engine refuses (unknown
@@ -461,6 +528,7 @@ async fn replace(
                     "cannot stop the previous container: {e}; {restored}"
                 )));
             }
+            pause_at("after-stop", context).await;
         }
     }
     if let Err(e) = engine.start(&new).await {
@@ -470,6 +538,7 @@ async fn replace(
         )));
     }
     log.info(format!("started {name}; waiting until it is healthy"));
+    pause_at("health-gate", context).await;
 
     let gate = tokio::select! {
         verdict = health_gate(engine, plan, &new, log) => verdict,

@@ -22,6 +22,13 @@ const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long `docker stop` waits before SIGKILL, as Docker's own default.
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_KEEP_IMAGES: usize = 3;
+/// The most a whole pull may take: generous for a large image on a slow
+/// link, yet a stalled registry frees the stage's slot in the end.
+pub const DEFAULT_PULL_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// The longest gap between two events of a pull (the engine reports layer
+/// progress several times a second while bytes arrive): a registry silent
+/// that long has stalled.
+pub const DEFAULT_PULL_IDLE_TIMEOUT: Duration = Duration::from_secs(2 * 60);
 /// The engine refuses memory limits under 6 MiB.
 const MIN_MEMORY: i64 = 6 * 1024 * 1024;
 
@@ -65,6 +72,10 @@ struct Raw {
     pull: Option<bool>,
     #[serde(default)]
     stop_timeout: Option<String>,
+    #[serde(default)]
+    pull_timeout: Option<Scalar>,
+    #[serde(default)]
+    pull_idle_timeout: Option<Scalar>,
     #[serde(default)]
     host: Option<String>,
     #[serde(default)]
@@ -244,6 +255,10 @@ pub struct Plan {
     pub keep_images: usize,
     pub pull: bool,
     pub stop_timeout: Duration,
+    /// The most the whole pull may take.
+    pub pull_timeout: Duration,
+    /// The longest gap between two events of the pull stream.
+    pub pull_idle_timeout: Duration,
     /// The engines to deploy to, one after the other; at least one.
     pub engines: Vec<Endpoint>,
 }
@@ -382,6 +397,22 @@ impl Plan {
                 Err(why) => return fail(why),
             },
         };
+        let pull_timeout = match positive_duration(
+            "pull_timeout",
+            raw.pull_timeout.as_ref(),
+            DEFAULT_PULL_TIMEOUT,
+        ) {
+            Ok(timeout) => timeout,
+            Err(why) => return fail(why),
+        };
+        let pull_idle_timeout = match positive_duration(
+            "pull_idle_timeout",
+            raw.pull_idle_timeout.as_ref(),
+            DEFAULT_PULL_IDLE_TIMEOUT,
+        ) {
+            Ok(timeout) => timeout,
+            Err(why) => return fail(why),
+        };
         let targets = Targets {
             host: raw.host,
             hosts: raw.hosts,
@@ -412,6 +443,8 @@ impl Plan {
             keep_images: raw.keep_images.unwrap_or(DEFAULT_KEEP_IMAGES),
             pull: raw.pull.unwrap_or(true),
             stop_timeout,
+            pull_timeout,
+            pull_idle_timeout,
             engines,
         })
     }
@@ -435,6 +468,26 @@ fn is_container_name(name: &str) -> bool {
 fn parse_duration(key: &str, text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|e| format!("{key} '{text}' is not a duration like \"5s\" or \"2m\": {e}"))
+}
+
+/// A timeout key: its default when absent. Zero would fail every attempt,
+/// and a bare number has no unit, so both are refused, naming the key.
+fn positive_duration(
+    key: &str,
+    value: Option<&Scalar>,
+    default: Duration,
+) -> Result<Duration, String> {
+    match value {
+        None => Ok(default),
+        Some(Scalar::Text(text)) => match parse_duration(key, text)? {
+            zero if zero.is_zero() => Err(format!("{key} must be more than 0")),
+            timeout => Ok(timeout),
+        },
+        Some(other) => Err(format!(
+            "{key} = {}: write a duration with its unit, like \"10m\" or \"30s\"",
+            other.to_text()
+        )),
+    }
 }
 
 fn parse_health(raw: Option<&RawHealth>) -> Result<Health, String> {
@@ -666,6 +719,39 @@ mod tests {
         assert_eq!(plan.health.grace, Duration::from_secs(5));
         assert_eq!(plan.health.timeout, Duration::from_secs(60));
         assert!(plan.ports.is_empty() && plan.networks.is_empty());
+        assert_eq!(plan.pull_timeout, Duration::from_secs(600));
+        assert_eq!(plan.pull_idle_timeout, Duration::from_secs(120));
+    }
+
+    #[test]
+    fn pull_timeouts_are_durations_above_zero() {
+        let both = plan("pull_timeout = \"30m\"\npull_idle_timeout = \"2s\"").unwrap();
+        assert_eq!(both.pull_timeout, Duration::from_secs(1800));
+        assert_eq!(both.pull_idle_timeout, Duration::from_secs(2));
+        // One without the other keeps the other's default.
+        let idle = plan("pull_idle_timeout = \"45s\"").unwrap();
+        assert_eq!(idle.pull_timeout, Duration::from_secs(600));
+        assert_eq!(idle.pull_idle_timeout, Duration::from_secs(45));
+        for (text, needle) in [
+            (
+                "pull_timeout = \"soon\"",
+                "pull_timeout 'soon' is not a duration",
+            ),
+            ("pull_timeout = \"0s\"", "pull_timeout must be more than 0"),
+            ("pull_timeout = 600", "pull_timeout = 600: write a duration"),
+            (
+                "pull_idle_timeout = \"2 minutes and a bit\"",
+                "pull_idle_timeout '2 minutes and a bit'",
+            ),
+            (
+                "pull_idle_timeout = \"0ms\"",
+                "pull_idle_timeout must be more than 0",
+            ),
+        ] {
+            let error = plan(text).expect_err(text);
+            assert!(error.message.starts_with("[docker]"), "{text}: {error}");
+            assert!(error.message.contains(needle), "{text}: {error}");
+        }
     }
 
     #[test]
