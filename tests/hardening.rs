@@ -499,3 +499,50 @@ fn common_free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// The daemon's peak resident memory, from the kernel's own accounting.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = support::read(std::path::Path::new(&format!("/proc/{pid}/status")));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// A script that wrote gigabytes without a newline was buffered whole by
+/// the line reader. Now a line is cut at 8 KiB as it arrives.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_script_writing_without_newlines_costs_no_memory() {
+    let wharf = Wharf::start("").await;
+    // 512 MiB of 'x' on stdout and on stderr, no newline, then a last line.
+    let snippet = "head -c 536870912 /dev/zero | tr '\\0' x; head -c 536870912 /dev/zero | tr '\\0' y >&2; echo; echo done";
+    wharf.write_project(
+        "flood",
+        &script_project("acme/flood", snippet, "[stages.a]\ntags = [\"*\"]"),
+    );
+    wharf.wait_loaded("flood").await;
+    let before = peak_rss_kib(wharf.pid());
+    let accepted = wharf
+        .push_until_accepted(r#"{"image": "acme/flood:v1"}"#)
+        .await;
+    let id = accepted["deployments"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let done = wharf
+        .wait_for(&id, "succeeded", Duration::from_secs(60))
+        .await;
+    let log = support::log_text(&done);
+    assert!(
+        log.contains("[stdout] done"),
+        "{}",
+        &log[log.len().saturating_sub(500)..]
+    );
+    let peak = peak_rss_kib(wharf.pid());
+    // 1 GiB went through; a few MiB of growth is the log's own lines.
+    assert!(
+        peak < before + 64 * 1024,
+        "peak RSS grew from {before} KiB to {peak} KiB"
+    );
+}

@@ -278,6 +278,10 @@ async fn terminate_group(child: &mut Child, pid: u32, log: &LogSink) {
 }
 
 /// Read a stream one line at a time, lossy on bad UTF-8, long lines cut.
+///
+/// At most [`MAX_LINE_BYTES`] of a line are ever held: the rest, up to its
+/// newline, is skipped as it arrives, so a program that writes gigabytes
+/// without a newline costs one buffer, not gigabytes.
 fn each_line<R, F>(stream: R, mut each: F) -> JoinHandle<()>
 where
     R: AsyncRead + Unpin + Send + 'static,
@@ -285,21 +289,46 @@ where
 {
     tokio::spawn(async move {
         let mut reader = BufReader::new(stream);
-        let mut buffer = Vec::new();
-        loop {
-            buffer.clear();
-            match reader.read_until(b'\n', &mut buffer).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    while buffer.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                        buffer.pop();
-                    }
-                    buffer.truncate(MAX_LINE_BYTES);
-                    each(String::from_utf8_lossy(&buffer).into_owned());
-                }
+        let mut line = Vec::with_capacity(256);
+        while let Ok(Some(())) = read_bounded_line(&mut reader, &mut line).await {
+            while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                line.pop();
             }
+            each(String::from_utf8_lossy(&line).into_owned());
         }
     })
+}
+
+/// Read one line into `line` (cleared first), keeping at most
+/// [`MAX_LINE_BYTES`] of it and the newline; `None` at the end of the
+/// stream with nothing read.
+async fn read_bounded_line<R>(
+    reader: &mut BufReader<R>,
+    line: &mut Vec<u8>,
+) -> std::io::Result<Option<()>>
+where
+    R: AsyncRead + Unpin,
+{
+    line.clear();
+    let mut seen_any = false;
+    loop {
+        let available = reader.fill_buf().await?;
+        if available.is_empty() {
+            return Ok(seen_any.then_some(()));
+        }
+        seen_any = true;
+        let (chunk, complete) = match available.iter().position(|b| *b == b'\n') {
+            Some(end) => (available.get(..=end).unwrap_or(available), true),
+            None => (available, false),
+        };
+        let room = MAX_LINE_BYTES.saturating_sub(line.len());
+        line.extend_from_slice(chunk.get(..room).unwrap_or(chunk));
+        let used = chunk.len();
+        reader.consume(used);
+        if complete {
+            return Ok(Some(()));
+        }
+    }
 }
 
 /// Forward a stream into the log.
@@ -401,6 +430,24 @@ mod tests {
             (vec!["quiet".to_string()], vec!["hush".to_string()])
         );
         assert!(lines_of(&mut receiver).is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_line_without_end_is_cut_and_never_held_whole() {
+        let (log, _receiver) = LogSink::channel();
+        let limits = Limits::new(Duration::from_secs(30), CancellationToken::new());
+        // 64 MiB without a newline, then a short line.
+        let finished = run(
+            sh("head -c 67108864 /dev/zero | tr '\\0' x; echo; echo after"),
+            &log,
+            Output::CaptureStdout,
+            &limits,
+        )
+        .await
+        .unwrap();
+        assert_eq!(finished.stdout.len(), 2);
+        assert_eq!(finished.stdout[0].len(), MAX_LINE_BYTES);
+        assert_eq!(finished.stdout[1], "after");
     }
 
     #[tokio::test]
