@@ -278,7 +278,10 @@ impl AdminClient {
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            let why = body["error"].as_str().unwrap_or("no details");
+            let why = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no details");
             bail!("wharf answered {status}: {why}");
         }
         Ok(body)
@@ -322,7 +325,12 @@ pub async fn admin(
                 &query,
             )?;
             let body = client.send(client.http.get(url)).await?;
-            for deployment in body["deployments"].as_array().into_iter().flatten() {
+            for deployment in body
+                .get("deployments")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 print_deployment_line(deployment);
             }
         }
@@ -331,7 +339,12 @@ pub async fn admin(
                 .get(&format!("/api/admin/deployments/{}", encode(&id)))
                 .await?;
             print_deployment_line(&body);
-            for line in body["log"].as_array().into_iter().flatten() {
+            for line in body
+                .get("log")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 println!(
                     "  [{}] {}",
                     line["stream"].as_str().unwrap_or(""),

@@ -83,7 +83,9 @@ impl Metrics {
             .iter()
             .position(|r| *r == result)
             .unwrap_or(0);
-        self.webhooks[index].fetch_add(1, Ordering::Relaxed);
+        if let Some(counter) = self.webhooks.get(index) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub fn deployment_finished(&self, status: Status, deployer: &str, took: Duration) {

@@ -522,7 +522,7 @@ fn check_path_component(component: &str) -> Result<(), &'static str> {
     let mut i = 0;
     loop {
         let start = i;
-        while i < bytes.len() && alnum(bytes[i]) {
+        while bytes.get(i).copied().is_some_and(alnum) {
             i += 1;
         }
         if i == start {
@@ -534,10 +534,10 @@ fn check_path_component(component: &str) -> Result<(), &'static str> {
                 "has invalid separators: use one '.', one or two '_', or any number of '-' between letters or digits"
             });
         }
-        if i == bytes.len() {
+        let Some(&separator) = bytes.get(i) else {
             return Ok(());
-        }
-        match bytes[i] {
+        };
+        match separator {
             b'.' => i += 1,
             b'_' => {
                 i += 1;

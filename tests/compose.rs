@@ -10,6 +10,14 @@
 //! `WHARF_REQUIRE_DOCKER=1`. Names carry the test name and the pid; guards
 //! run `compose down -v` and remove the images even when a test fails.
 
+// A panic in a test is a failed test: the no-panic lints are for the daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 mod common;
 mod support;
 

@@ -2,6 +2,14 @@
 //! validation, the script deployer's environment, rotation, and that no
 //! secret reaches the log.
 
+// A panic in a test is a failed test: the no-panic lints are for the daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 mod support;
 
 use std::time::Duration;

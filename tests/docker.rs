@@ -8,6 +8,14 @@
 //! so the tests run in parallel; a guard removes containers and images even
 //! when a test fails.
 
+// A panic in a test is a failed test: the no-panic lints are for the daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 mod common;
 mod support;
 

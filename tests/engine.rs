@@ -2,6 +2,14 @@
 //! processes: per-stage ordering and superseding, crash recovery, approvals,
 //! graceful shutdown, notifications, the admin API and CLI, metrics.
 
+// A panic in a test is a failed test: the no-panic lints are for the daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -11,6 +11,14 @@
 //! Skips (with a message) without Docker and the tools, unless
 //! `WHARF_REQUIRE_DOCKER=1`. Needs root, as dockerd and sshd do.
 
+// A panic in a test is a failed test: the no-panic lints are for the daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 mod common;
 mod support;
 

@@ -1,6 +1,14 @@
 //! Hot reload with the real binary: project files and settings.toml are
 //! followed live, a bad edit keeps the previous version, SIGHUP reloads all.
 
+// A panic in a test is a failed test: the no-panic lints are for the daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 mod support;
 
 use std::time::{Duration, Instant};

@@ -12,6 +12,14 @@
 //! Skips (with a message) when Docker or the tools are missing, unless
 //! `WHARF_REQUIRE_DOCKER=1`.
 
+// A panic in a test is a failed test: the no-panic lints are for the daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 mod common;
 mod support;
 

@@ -4,6 +4,14 @@
 //! on the Docker engine. The .deb itself is built and installed by
 //! `tests/deb.sh` (run by `.ci/run`).
 
+// A panic in a test is a failed test: the no-panic lints are for the daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 mod support;
 
 use std::io::{BufRead, BufReader, Write};

@@ -94,7 +94,10 @@ pub fn build(app: App, figment: Figment) -> Rocket<Build> {
         .attach(RequestLog::default())
         .attach(AdHoc::on_liftoff("wharf liftoff", |rocket| {
             Box::pin(async move {
-                let app = rocket.state::<App>().expect("App is managed");
+                let Some(app) = rocket.state::<App>() else {
+                    tracing::error!("the app state is missing at liftoff");
+                    return;
+                };
                 let bound = SocketAddr::new(rocket.config().address, rocket.config().port);
                 let _ = app.bound.set(bound);
                 info!(address = %bound, "wharf is listening");

@@ -747,7 +747,8 @@ fn insert_batch(connection: &mut Connection, batch: &[InsertJob]) -> Vec<Inserte
     match commit_batch(connection, batch) {
         Ok(results) => results.into_iter().map(Ok).collect(),
         Err(error) => {
-            let mut results: Vec<Inserted> = batch[1..].iter().map(|_| Err(error.copy())).collect();
+            let mut results: Vec<Inserted> =
+                batch.iter().skip(1).map(|_| Err(error.copy())).collect();
             results.insert(0, Err(error));
             results
         }

@@ -184,7 +184,7 @@ fn validate(event: &payload::PushEvent) -> Result<Push, String> {
 
 fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
+        Some((cut, _)) => format!("{}…", text.get(..cut).unwrap_or(text)),
         None => text.to_string(),
     }
 }

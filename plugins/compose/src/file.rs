@@ -116,13 +116,13 @@ impl Template {
                     literal.push('$');
                 }
                 Some('{') => {
-                    let rest = &text[at + 2..];
+                    let rest = text.get(at + 2..).unwrap_or_default();
                     let Some(end) = rest.find('}') else {
                         flush(&mut literal, &mut pieces);
                         pieces.push(Piece::Unknown);
                         break;
                     };
-                    let inner = &rest[..end];
+                    let inner = rest.get(..end).unwrap_or_default();
                     // Skip past the closing brace.
                     while chars.next_if(|(i, _)| *i <= at + 2 + end).is_some() {}
                     flush(&mut literal, &mut pieces);
@@ -205,8 +205,9 @@ fn matches(
                 .rev()
                 .filter(|end| text.is_char_boundary(*end))
             {
-                *value = Some(text[..end].to_string());
-                if matches(rest, &text[end..], variable, tag_like, value) {
+                let (candidate, after) = text.split_at(end);
+                *value = Some(candidate.to_string());
+                if matches(rest, after, variable, tag_like, value) {
                     return true;
                 }
             }
@@ -214,8 +215,8 @@ fn matches(
             false
         }
         Piece::Value(_) | Piece::Unknown => (0..=text.len())
-            .filter(|end| text.is_char_boundary(*end))
-            .any(|end| matches(rest, &text[end..], variable, tag_like, value)),
+            .filter_map(|end| text.get(end..))
+            .any(|after| matches(rest, after, variable, tag_like, value)),
     }
 }
 

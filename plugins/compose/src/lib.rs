@@ -29,6 +29,10 @@
 //! [`file`] (reading the compose file, `${VAR}` templates), [`tools`] (the
 //! compose and docker commands), `deploy` (the steps and the rollback).
 
+// Tests may slice strings they wrote themselves (clippy.toml allows the
+// other panicking forms in tests).
+#![cfg_attr(test, allow(clippy::string_slice))]
+
 use async_trait::async_trait;
 use wharf_plugin_api::{
     DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, Settings, SettingsError,

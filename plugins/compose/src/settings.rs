@@ -307,12 +307,17 @@ fn suggested_image(image: &str, variable: &Variable) -> String {
     match variable {
         Variable::Image(name) => format!("${{{name}}}"),
         Variable::Tag(name) => {
-            let last_slash = image.rfind('/').map_or(0, |i| i + 1);
-            let repository = match image[last_slash..].find(':') {
-                Some(colon) => &image[..last_slash + colon],
-                None => image,
+            // Only the last path component can hold the tag: a colon before
+            // it is a registry's port.
+            let (path, last) = match image.rsplit_once('/') {
+                Some((path, last)) => (Some(path), last),
+                None => (None, image),
             };
-            format!("{repository}:${{{name}}}")
+            let last = last.split_once(':').map_or(last, |(name, _)| name);
+            match path {
+                Some(path) => format!("{path}/{last}:${{{name}}}"),
+                None => format!("{last}:${{{name}}}"),
+            }
         }
     }
 }
@@ -330,28 +335,7 @@ fn closest<'a>(wanted: &str, candidates: impl Iterator<Item = &'a str>) -> Optio
 /// Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`:
 /// the optimal string alignment distance, so "wbe" is one swap from "web".
 fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
+    strsim::osa_distance(a, b)
 }
 
 #[cfg(test)]

@@ -23,10 +23,11 @@ pub enum Flavor {
 }
 
 impl Flavor {
-    fn argv(self) -> &'static [&'static str] {
+    /// The program and the arguments that come before compose's own.
+    fn argv(self) -> (&'static str, &'static [&'static str]) {
         match self {
-            Flavor::V2 => &["docker", "compose"],
-            Flavor::V1 => &["docker-compose"],
+            Flavor::V2 => ("docker", &["compose"]),
+            Flavor::V1 => ("docker-compose", &[]),
         }
     }
 
@@ -78,9 +79,9 @@ impl Compose {
         };
         let mut tried = Vec::new();
         for flavor in candidates {
-            let argv = flavor.argv();
-            let mut command = Command::new(argv[0]);
-            command.args(&argv[1..]).args(["version", "--short"]);
+            let (program, leading) = flavor.argv();
+            let mut command = Command::new(program);
+            command.args(leading).args(["version", "--short"]);
             let result = process::run(command, log, Output::Quiet, limits).await;
             match result {
                 Ok(finished) if finished.status.success() => {
@@ -116,7 +117,11 @@ impl Compose {
     /// `docker compose -f FILE [-p NAME] [--env-file ENV] ARGS…`, for
     /// display in the log and in errors.
     pub fn display(&self, args: &[&str]) -> String {
-        let mut words: Vec<String> = self.flavor.argv().iter().map(|s| s.to_string()).collect();
+        let (program, leading) = self.flavor.argv();
+        let mut words: Vec<String> = std::iter::once(program)
+            .chain(leading.iter().copied())
+            .map(str::to_string)
+            .collect();
         words.extend(
             self.global_args()
                 .iter()
@@ -141,10 +146,10 @@ impl Compose {
     /// the child's environment (never in the operator's file, never through
     /// a shell).
     fn command(&self, value: &str, args: &[&str]) -> Command {
-        let argv = self.flavor.argv();
-        let mut command = Command::new(argv[0]);
+        let (program, leading) = self.flavor.argv();
+        let mut command = Command::new(program);
         command
-            .args(&argv[1..])
+            .args(leading)
             .args(self.global_args())
             .args(args)
             .current_dir(self.settings.folder());
@@ -257,7 +262,7 @@ pub struct Container {
 
 impl Container {
     pub fn short_id(&self) -> &str {
-        &self.id[..self.id.len().min(12)]
+        self.id.get(..12).unwrap_or(&self.id)
     }
 }
 

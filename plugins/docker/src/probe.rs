@@ -50,7 +50,7 @@ async fn get(addr: SocketAddr, path: &str) -> Result<u16, String> {
         if read == 0 {
             break;
         }
-        head.extend_from_slice(&buffer[..read]);
+        head.extend_from_slice(buffer.get(..read).unwrap_or(&buffer));
     }
     parse_status_line(&head)
         .ok_or_else(|| format!("{addr} did not answer with an HTTP status line"))

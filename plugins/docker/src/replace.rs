@@ -870,8 +870,8 @@ async fn prune_images(
 fn repository_of(reference: &str) -> String {
     let name = match reference.split_once('@') {
         Some((name, _)) => name,
-        None => match reference.rfind(':') {
-            Some(colon) if !reference[colon..].contains('/') => &reference[..colon],
+        None => match reference.rsplit_once(':') {
+            Some((name, tag)) if !tag.contains('/') => name,
             _ => reference,
         },
     };

@@ -565,10 +565,12 @@ fn parse_port(text: &str) -> Result<PortSpec, String> {
             .ok_or("expected ':' after the IPv6 address")?;
         (Some(ip.to_string()), rest)
     } else {
-        let parts: Vec<&str> = spec.split(':').collect();
-        match parts.len() {
-            1 | 2 => (None, spec),
-            3 => (Some(parts[0].to_string()), &spec[parts[0].len() + 1..]),
+        match spec.matches(':').count() {
+            0 | 1 => (None, spec),
+            2 => match spec.split_once(':') {
+                Some((ip, rest)) => (Some(ip.to_string()), rest),
+                None => (None, spec),
+            },
             _ => return Err("expected [ip:][host_port:]container_port[/protocol]".into()),
         }
     };

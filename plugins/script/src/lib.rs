@@ -9,6 +9,10 @@
 //! not outlive a deployment that was given up ([`wharf_plugin_api::process`]
 //! does the running, for this plugin and compose alike).
 
+// Tests may slice strings they wrote themselves (clippy.toml allows the
+// other panicking forms in tests).
+#![cfg_attr(test, allow(clippy::string_slice))]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -128,8 +132,14 @@ impl Deployer for ScriptDeployer {
 
 /// The command to run: the operator's argv, the deployment's environment.
 fn command(settings: &ScriptSettings, request: &DeployRequest) -> Command {
-    let mut command = Command::new(&settings.command[0]);
-    command.args(&settings.command[1..]);
+    // Validation guarantees a program; an empty argv still fails cleanly,
+    // as a program named "" that cannot be started.
+    let (program, args) = settings
+        .command
+        .split_first()
+        .map_or(("", &[][..]), |(p, a)| (p.as_str(), a));
+    let mut command = Command::new(program);
+    command.args(args);
     // The daemon's own WHARF_* settings (WHARF_CONFIG, …) are not the
     // script's business and would be confused with the deployment's.
     for (key, _) in std::env::vars_os() {

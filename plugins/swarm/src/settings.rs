@@ -217,9 +217,10 @@ impl Plan {
 /// ("expected a boolean") but not which key, so each key is tried alone
 /// (every field is optional), down into `create` and its policy tables.
 fn key_path(settings: &Settings) -> Option<String> {
-    let mut path = vec![failing_key::<Raw>(settings)?];
+    let first = failing_key::<Raw>(settings)?;
     let create = settings.get("create").and_then(toml::Value::as_table);
-    if let (Some(create), "create") = (create, path[0].as_str()) {
+    let mut path = vec![first.clone()];
+    if let (Some(create), "create") = (create, first.as_str()) {
         if let Some(key) = failing_key::<RawCreate>(create) {
             let policy = create.get(&key).and_then(toml::Value::as_table);
             path.push(key.clone());
@@ -249,8 +250,8 @@ fn check_service_name(name: &str) -> Result<(), String> {
     let bytes = name.as_bytes();
     let ok = !bytes.is_empty()
         && bytes.len() <= MAX_SERVICE_NAME
-        && bytes[0].is_ascii_alphanumeric()
-        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'));
@@ -383,7 +384,10 @@ fn parse_policy(
     let default = RawPolicy::default();
     let raw = raw.unwrap_or(&default);
     let failure_action = match raw.failure_action.as_deref() {
-        None => actions[0].1,
+        // The first action listed is the default one.
+        None => actions
+            .first()
+            .map_or(FailureAction::Pause, |(_, action)| *action),
         Some(text) => actions
             .iter()
             .find(|(name, _)| *name == text)
