@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::error::ApiError;
 use super::App;
 use crate::deploy::store::{Deployment, LogEntry, NewDeployment, Query, Status as DeployStatus};
-use crate::reference::is_valid_tag;
+use crate::reference::{echo, is_valid_tag};
 
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("admin routes", |rocket| async {
@@ -123,36 +123,56 @@ async fn projects(_admin: Admin, app: &State<App>) -> Result<Value, ApiError> {
     Ok(json!({ "projects": projects, "errors": errors }))
 }
 
+/// Deployments, newest first. Each filter is taken as a list so that a
+/// repeated or unparsable value is refused: Rocket's `Option<T>` reads those
+/// as absent, which would answer an unfiltered list to a filtered question.
 #[get("/api/admin/deployments?<project>&<stage>&<status>&<limit>&<before>")]
 async fn deployments(
     _admin: Admin,
     app: &State<App>,
-    project: Option<String>,
-    stage: Option<String>,
-    status: Option<String>,
-    limit: Option<u32>,
-    before: Option<String>,
+    project: Vec<String>,
+    stage: Vec<String>,
+    status: Vec<String>,
+    limit: Vec<String>,
+    before: Vec<String>,
 ) -> Result<Value, ApiError> {
-    let status = match status.as_deref().filter(|s| !s.is_empty()) {
+    let project = single("project", project)?;
+    let stage = single("stage", stage)?;
+    let status = match single("status", status)? {
         None => None,
-        Some(text) => Some(DeployStatus::parse(text).ok_or_else(|| {
+        Some(text) => Some(DeployStatus::parse(&text).ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "unknown status '{text}' (one of: {})",
+                "unknown status {} (one of: {})",
+                echo(&text),
                 DeployStatus::ALL.map(DeployStatus::as_str).join(", ")
             ))
         })?),
     };
-    let limit = limit.unwrap_or(50).clamp(1, 1000);
+    let limit = match single("limit", limit)? {
+        None => 50,
+        Some(text) => text.parse::<u32>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "limit must be a whole number (0 to 1000; more reads as 1000), not {}",
+                echo(&text)
+            ))
+        })?,
+    }
+    .clamp(1, 1000);
     let store = app.engine.store().clone();
+    let before_seq = match single("before", before)? {
+        None => None,
+        Some(id) => {
+            let found = store.call(move |store| store.get(&id)).await?;
+            Some(found.map(|d| d.seq).ok_or_else(|| {
+                ApiError::BadRequest("before names no deployment (use a next_before)".into())
+            })?)
+        }
+    };
     let page = store
         .call(move |store| {
-            let before_seq = match before.filter(|b| !b.is_empty()) {
-                Some(id) => Some(store.get(&id)?.map(|d| d.seq).unwrap_or(0)),
-                None => None,
-            };
             store.list(&Query {
-                project: project.filter(|p| !p.is_empty()),
-                stage: stage.filter(|s| !s.is_empty()),
+                project,
+                stage,
                 status,
                 before_seq,
                 limit,
@@ -163,6 +183,17 @@ async fn deployments(
         .then(|| page.last().map(|d| d.id.clone()))
         .flatten();
     Ok(json!({ "deployments": page, "next_before": next }))
+}
+
+/// At most one value of a query parameter; an empty one is no filter.
+fn single(name: &str, values: Vec<String>) -> Result<Option<String>, ApiError> {
+    let mut values = values.into_iter();
+    match (values.next(), values.next()) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(format!(
+            "{name} is given more than once; it takes one value"
+        ))),
+        (first, _) => Ok(first.filter(|value| !value.is_empty())),
+    }
 }
 
 #[derive(Serialize)]
