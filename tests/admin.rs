@@ -1,5 +1,6 @@
 //! The admin API answers exactly what it was asked, with the real binary on
-//! a real port: a query it cannot apply is refused rather than dropped.
+//! a real port: a query it cannot apply is refused rather than dropped, and
+//! an unknown project or stage is a 404 wherever one is named.
 
 mod support;
 
@@ -87,4 +88,44 @@ async fn deployment_filters_are_applied_or_refused_never_dropped() {
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["deployments"][0]["id"], ids[0].as_str(), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rollback_names_an_unknown_project_or_stage_like_deploy_does() {
+    let (wharf, _) = with_two_deployments().await;
+    for (target, needle) in [
+        (
+            json!({"project": "nope", "stage": "staging"}),
+            "no project 'nope'",
+        ),
+        (
+            json!({"project": "web", "stage": "nope"}),
+            "no stage 'nope'",
+        ),
+    ] {
+        let (status, body) = wharf
+            .admin_post("/api/admin/deploy", {
+                let mut b = target.clone();
+                b["tag"] = json!("main-2");
+                b
+            })
+            .await;
+        assert_eq!(status, 404, "deploy {target}: {body}");
+        let (status, body) = wharf
+            .admin_post("/api/admin/rollback", target.clone())
+            .await;
+        assert_eq!(status, 404, "rollback {target}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(needle),
+            "rollback {target}: {body}"
+        );
+    }
+    // A known stage with nothing to go back to is still a conflict.
+    let (status, body) = wharf
+        .admin_post(
+            "/api/admin/rollback",
+            json!({"project": "web", "stage": "prod"}),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
 }

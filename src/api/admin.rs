@@ -2,6 +2,8 @@
 //! 401. Rotation, projects, deployments, approvals, manual deploys,
 //! rollbacks, metrics.
 
+use std::sync::Arc;
+
 use rocket::fairing::AdHoc;
 use rocket::http::{ContentType, Status};
 use rocket::request::{FromRequest, Outcome};
@@ -11,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::App;
+use crate::config::project::{Project, Stage};
 use crate::deploy::store::{Deployment, LogEntry, NewDeployment, Query, Status as DeployStatus};
 use crate::reference::{echo, is_valid_tag};
 
@@ -286,6 +289,9 @@ async fn rollback(
     app: &State<App>,
     body: Json<RollbackBody>,
 ) -> Result<(Status, Json<Deployment>), ApiError> {
+    // An unknown project or stage is a 404, as for a deploy, before its
+    // history is asked: no history would read as a 409 conflict.
+    known_stage(app, &body.project, &body.stage)?;
     let (project, stage) = (body.project.clone(), body.stage.clone());
     let succeeded = app
         .engine
@@ -326,13 +332,7 @@ fn new_deployment(
     digest: Option<String>,
     trigger: &'static str,
 ) -> Result<NewDeployment, ApiError> {
-    let catalog = app.engine.catalog();
-    let project = catalog
-        .project(project)
-        .ok_or_else(|| ApiError::NoSuchThing(format!("no project '{project}'")))?;
-    let stage = project.stages.get(stage).ok_or_else(|| {
-        ApiError::NoSuchThing(format!("project '{}' has no stage '{stage}'", project.name))
-    })?;
+    let (project, stage) = known_stage(app, project, stage)?;
     Ok(NewDeployment {
         project: project.name.clone(),
         stage: stage.name.clone(),
@@ -344,6 +344,24 @@ fn new_deployment(
         status: DeployStatus::Queued,
         trigger,
     })
+}
+
+/// The loaded project and stage a request names, or a 404 saying which one
+/// is unknown.
+fn known_stage(app: &App, project: &str, stage: &str) -> Result<(Arc<Project>, Stage), ApiError> {
+    let catalog = app.engine.catalog();
+    let project = catalog
+        .project(project)
+        .cloned()
+        .ok_or_else(|| ApiError::NoSuchThing(format!("no project {}", echo(project))))?;
+    let stage = project.stages.get(stage).cloned().ok_or_else(|| {
+        ApiError::NoSuchThing(format!(
+            "project '{}' has no stage {}",
+            project.name,
+            echo(stage)
+        ))
+    })?;
+    Ok((project, stage))
 }
 
 async fn record(app: &App, new: NewDeployment) -> Result<(Status, Json<Deployment>), ApiError> {
