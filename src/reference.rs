@@ -674,7 +674,7 @@ fn check_digest_algorithm(digest: &str) -> Result<(), ReferenceError> {
 
 /// Quote user input for an error message: escaped, and cut to about
 /// [`ECHO_MAX`] characters (never inside a character).
-fn echo(s: &str) -> String {
+pub(crate) fn echo(s: &str) -> String {
     let mut out = String::from("'");
     let mut used = 0;
     for c in s.chars() {

@@ -2,6 +2,8 @@
 //! 401. Rotation, projects, deployments, approvals, manual deploys,
 //! rollbacks; and metrics, which the read-only `metrics_token` opens too.
 
+use std::sync::Arc;
+
 use rocket::fairing::AdHoc;
 use rocket::http::{ContentType, Status};
 use rocket::request::{FromRequest, Outcome};
@@ -11,8 +13,9 @@ use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::App;
+use crate::config::project::{Project, Stage};
 use crate::deploy::store::{Deployment, LogEntry, NewDeployment, Query, Status as DeployStatus};
-use crate::reference::is_valid_tag;
+use crate::reference::{echo, is_valid_tag};
 
 pub fn stage() -> AdHoc {
     AdHoc::on_ignite("admin routes", |rocket| async {
@@ -161,36 +164,56 @@ async fn projects(_admin: Admin, app: &State<App>) -> Result<Value, ApiError> {
     Ok(json!({ "projects": projects, "errors": errors }))
 }
 
+/// Deployments, newest first. Each filter is taken as a list so that a
+/// repeated or unparsable value is refused: Rocket's `Option<T>` reads those
+/// as absent, which would answer an unfiltered list to a filtered question.
 #[get("/api/admin/deployments?<project>&<stage>&<status>&<limit>&<before>")]
 async fn deployments(
     _admin: Admin,
     app: &State<App>,
-    project: Option<String>,
-    stage: Option<String>,
-    status: Option<String>,
-    limit: Option<u32>,
-    before: Option<String>,
+    project: Vec<String>,
+    stage: Vec<String>,
+    status: Vec<String>,
+    limit: Vec<String>,
+    before: Vec<String>,
 ) -> Result<Value, ApiError> {
-    let status = match status.as_deref().filter(|s| !s.is_empty()) {
+    let project = single("project", project)?;
+    let stage = single("stage", stage)?;
+    let status = match single("status", status)? {
         None => None,
-        Some(text) => Some(DeployStatus::parse(text).ok_or_else(|| {
+        Some(text) => Some(DeployStatus::parse(&text).ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "unknown status '{text}' (one of: {})",
+                "unknown status {} (one of: {})",
+                echo(&text),
                 DeployStatus::ALL.map(DeployStatus::as_str).join(", ")
             ))
         })?),
     };
-    let limit = limit.unwrap_or(50).clamp(1, 1000);
+    let limit = match single("limit", limit)? {
+        None => 50,
+        Some(text) => text.parse::<u32>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "limit must be a whole number (0 to 1000; more reads as 1000), not {}",
+                echo(&text)
+            ))
+        })?,
+    }
+    .clamp(1, 1000);
     let store = app.engine.store().clone();
+    let before_seq = match single("before", before)? {
+        None => None,
+        Some(id) => {
+            let found = store.call(move |store| store.get(&id)).await?;
+            Some(found.map(|d| d.seq).ok_or_else(|| {
+                ApiError::BadRequest("before names no deployment (use a next_before)".into())
+            })?)
+        }
+    };
     let page = store
         .call(move |store| {
-            let before_seq = match before.filter(|b| !b.is_empty()) {
-                Some(id) => Some(store.get(&id)?.map(|d| d.seq).unwrap_or(0)),
-                None => None,
-            };
             store.list(&Query {
-                project: project.filter(|p| !p.is_empty()),
-                stage: stage.filter(|s| !s.is_empty()),
+                project,
+                stage,
                 status,
                 before_seq,
                 limit,
@@ -201,6 +224,17 @@ async fn deployments(
         .then(|| page.last().map(|d| d.id.clone()))
         .flatten();
     Ok(json!({ "deployments": page, "next_before": next }))
+}
+
+/// At most one value of a query parameter; an empty one is no filter.
+fn single(name: &str, values: Vec<String>) -> Result<Option<String>, ApiError> {
+    let mut values = values.into_iter();
+    match (values.next(), values.next()) {
+        (Some(_), Some(_)) => Err(ApiError::BadRequest(format!(
+            "{name} is given more than once; it takes one value"
+        ))),
+        (first, _) => Ok(first.filter(|value| !value.is_empty())),
+    }
 }
 
 #[derive(Serialize)]
@@ -293,6 +327,9 @@ async fn rollback(
     app: &State<App>,
     body: Json<RollbackBody>,
 ) -> Result<(Status, Json<Deployment>), ApiError> {
+    // An unknown project or stage is a 404, as for a deploy, before its
+    // history is asked: no history would read as a 409 conflict.
+    known_stage(app, &body.project, &body.stage)?;
     let (project, stage) = (body.project.clone(), body.stage.clone());
     let succeeded = app
         .engine
@@ -333,13 +370,7 @@ fn new_deployment(
     digest: Option<String>,
     trigger: &'static str,
 ) -> Result<NewDeployment, ApiError> {
-    let catalog = app.engine.catalog();
-    let project = catalog
-        .project(project)
-        .ok_or_else(|| ApiError::NoSuchThing(format!("no project '{project}'")))?;
-    let stage = project.stages.get(stage).ok_or_else(|| {
-        ApiError::NoSuchThing(format!("project '{}' has no stage '{stage}'", project.name))
-    })?;
+    let (project, stage) = known_stage(app, project, stage)?;
     Ok(NewDeployment {
         project: project.name.clone(),
         stage: stage.name.clone(),
@@ -351,6 +382,24 @@ fn new_deployment(
         status: DeployStatus::Queued,
         trigger,
     })
+}
+
+/// The loaded project and stage a request names, or a 404 saying which one
+/// is unknown.
+fn known_stage(app: &App, project: &str, stage: &str) -> Result<(Arc<Project>, Stage), ApiError> {
+    let catalog = app.engine.catalog();
+    let project = catalog
+        .project(project)
+        .cloned()
+        .ok_or_else(|| ApiError::NoSuchThing(format!("no project {}", echo(project))))?;
+    let stage = project.stages.get(stage).cloned().ok_or_else(|| {
+        ApiError::NoSuchThing(format!(
+            "project '{}' has no stage {}",
+            project.name,
+            echo(stage)
+        ))
+    })?;
+    Ok((project, stage))
 }
 
 async fn record(app: &App, new: NewDeployment) -> Result<(Status, Json<Deployment>), ApiError> {
