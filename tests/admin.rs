@@ -2,6 +2,14 @@
 //! a real port: a query it cannot apply is refused rather than dropped, and
 //! an unknown project or stage is a 404 wherever one is named.
 
+// A panic in a test is a failed test: the no-panic lints are for the daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 mod support;
 
 use std::time::Duration;
