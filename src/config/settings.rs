@@ -119,18 +119,40 @@ impl Secrets {
             path: path.clone(),
             source,
         })?;
-        let partial = Self::parse_partial(&path, &text)?;
-        let missing = |key: &str| SettingsError::Invalid {
-            path: path.clone(),
-            message: format!("{key} is missing"),
+        Self::parse(&path, &text)
+    }
+
+    /// The secrets `text`, the contents of the settings file `path`, holds:
+    /// what [`Secrets::load`] does after reading the file.
+    ///
+    /// # Errors
+    /// `path:line: reason` ([`SettingsError::Parse`]): the text does not
+    /// parse, a key is missing (the line is the end of the text) or a value
+    /// is unusable (the line of its key; the value is never echoed).
+    pub fn parse(path: &Path, text: &str) -> Result<Secrets, SettingsError> {
+        let partial = Self::parse_partial(path, text)?;
+        let at = |line, message| SettingsError::Parse {
+            path: path.to_path_buf(),
+            line,
+            message,
         };
+        let end = line_of(text, text.len());
+        let missing = |key: &str| at(end, format!("{key} is missing"));
         let secrets = Secrets {
             webhook_secret: partial
                 .webhook_secret
                 .ok_or_else(|| missing("webhook_secret"))?,
             admin_token: partial.admin_token.ok_or_else(|| missing("admin_token"))?,
         };
-        secrets.check(&path)?;
+        secrets.check(path).map_err(|e| match e {
+            // `check`'s messages start with the key they are about.
+            SettingsError::Invalid { message, .. } => {
+                let key = message.split(' ').next().unwrap_or_default();
+                let line = super::locate::key_line(text, &[key]).unwrap_or(end);
+                at(line, message)
+            }
+            other => other,
+        })?;
         Ok(secrets)
     }
 
@@ -262,5 +284,41 @@ mod tests {
         let shown = format!("{secrets:?}");
         assert!(!shown.contains(&secrets.webhook_secret));
         assert!(!shown.contains(&secrets.admin_token));
+    }
+
+    #[test]
+    fn parse_names_the_line_of_every_rejection() {
+        let path = Path::new("/s/settings.toml");
+        let good_token = "0123456789abcdef0123456789abcdef";
+        let cases = [
+            (
+                format!("# c\nadmin_token = \"{good_token}\"\n"),
+                3,
+                "webhook_secret is missing",
+            ),
+            (
+                format!("admin_token = \"{good_token}\"\n\nwebhook_secret = \"a b/c\"\n"),
+                3,
+                "webhook_secret must be",
+            ),
+            (
+                "webhook_secret = \"0123456789abcdef\"\nadmin_token = \"short\"".to_string(),
+                2,
+                "admin_token must be",
+            ),
+            ("webhook_secret = 1\n".to_string(), 1, "invalid type"),
+        ];
+        for (text, line, needle) in cases {
+            let error = Secrets::parse(path, &text).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("/s/settings.toml:{line}: ")),
+                "{text:?}: {error}"
+            );
+            assert!(error.contains(needle), "{text:?}: {error}");
+            assert!(
+                !error.contains("a b/c") && !error.contains("short"),
+                "{error}"
+            );
+        }
     }
 }

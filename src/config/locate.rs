@@ -1,0 +1,71 @@
+//! Where a key is written in a TOML text, so an error found after parsing
+//! (a wrong type, a value that fails validation) can name its line.
+//!
+//! serde and figment keep the key path of an error but not its place in the
+//! file; `toml_edit`'s span-keeping document (the parser `toml` itself uses)
+//! gives it back.
+
+use toml_edit::{ImDocument, Item, TableLike};
+
+use super::settings::line_of;
+
+/// The 1-based line of the key at `path` (table names, then the key; a
+/// number after an array of tables picks an entry) in `text`. When only a
+/// prefix of the path is written, the line of its deepest written part;
+/// `None` when not even the first key is, or the text does not parse.
+pub fn key_line(text: &str, path: &[&str]) -> Option<usize> {
+    let document = ImDocument::parse(text).ok()?;
+    let mut table: &dyn TableLike = document.as_table();
+    let mut found = None;
+    let mut rest = path.iter();
+    while let Some(segment) = rest.next() {
+        let Some((key, item)) = table.get_key_value(segment) else {
+            break;
+        };
+        found = key.span().map(|s| s.start).or(found);
+        table = match item {
+            Item::ArrayOfTables(entries) => {
+                let entry = rest
+                    .next()
+                    .and_then(|index| index.parse::<usize>().ok())
+                    .and_then(|index| entries.get(index));
+                let Some(entry) = entry else {
+                    break;
+                };
+                found = entry.span().map(|s| s.start).or(found);
+                entry
+            }
+            item => match item.as_table_like() {
+                Some(next) => next,
+                None => break,
+            },
+        };
+    }
+    found.map(|offset| line_of(text, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "listen = \"x\"\n\n[webhook]\nbody_limit = 0\n\n[[notify]]\nurl = \"a\"\n\n[[notify]]\nurl = \"b\"\n[hosts.web1]\ndocker_host = \"h\"\ninline = { a = 1 }\n";
+
+    #[test]
+    fn finds_keys_tables_and_entries() {
+        assert_eq!(key_line(TEXT, &["listen"]), Some(1));
+        assert_eq!(key_line(TEXT, &["webhook", "body_limit"]), Some(4));
+        assert_eq!(key_line(TEXT, &["notify", "1", "url"]), Some(10));
+        assert_eq!(key_line(TEXT, &["notify", "0"]), Some(6));
+        assert_eq!(key_line(TEXT, &["hosts", "web1", "docker_host"]), Some(12));
+        assert_eq!(key_line(TEXT, &["hosts", "web1", "inline", "a"]), Some(13));
+    }
+
+    #[test]
+    fn an_unwritten_key_gives_its_deepest_written_table() {
+        assert_eq!(key_line(TEXT, &["webhook", "hmac_secret"]), Some(3));
+        assert_eq!(key_line(TEXT, &["notify", "7", "url"]), Some(6));
+        assert_eq!(key_line(TEXT, &["listen", "deeper"]), Some(1));
+        assert_eq!(key_line(TEXT, &["state_dir"]), None);
+        assert_eq!(key_line("listen = [", &["listen"]), None);
+    }
+}
