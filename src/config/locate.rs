@@ -1,13 +1,34 @@
-//! Where a key is written in a TOML text, so an error found after parsing
-//! (a wrong type, a value that fails validation) can name its line.
+//! Where and why a TOML text is wrong, for `file:line: reason` messages.
 //!
 //! serde and figment keep the key path of an error but not its place in the
 //! file; `toml_edit`'s span-keeping document (the parser `toml` itself uses)
-//! gives it back.
+//! gives it back, so an error found after parsing (a wrong type, a value that
+//! fails validation) can name its line too.
 
 use toml_edit::{ImDocument, Item, TableLike};
 
 use super::settings::line_of;
+
+/// Why `toml` rejected a text, on one line: its message (which may run
+/// over several lines) with the lines joined by "; ". Some syntax errors
+/// come with no message at all (a key with no value, `image =`): those say
+/// the column where parsing stopped, so the reason is never empty.
+pub fn toml_reason(text: &str, error: &toml::de::Error) -> String {
+    let reason = error
+        .message()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if !reason.is_empty() {
+        return reason;
+    }
+    let offset = error.span().map_or(0, |s| s.start).min(text.len());
+    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let column = text[line_start..offset].chars().count() + 1;
+    format!("not valid TOML at column {column} (a key needs a value: key = \"value\")")
+}
 
 /// The 1-based line of the key at `path` (table names, then the key; a
 /// number after an array of tables picks an entry) in `text`. When only a
@@ -47,6 +68,18 @@ pub fn key_line(text: &str, path: &[&str]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_toml_error_has_a_one_line_reason() {
+        let reason =
+            |text: &str| toml_reason(text, &toml::from_str::<toml::Table>(text).unwrap_err());
+        assert_eq!(
+            reason("a = 1\nimage ="),
+            "not valid TOML at column 8 (a key needs a value: key = \"value\")"
+        );
+        assert_eq!(reason("é = 1\nb = é"), reason("é = 1\nb = é"));
+        assert_eq!(reason("a = ["), "invalid array; expected `]`");
+    }
 
     const TEXT: &str = "listen = \"x\"\n\n[webhook]\nbody_limit = 0\n\n[[notify]]\nurl = \"a\"\n\n[[notify]]\nurl = \"b\"\n[hosts.web1]\ndocker_host = \"h\"\ninline = { a = 1 }\n";
 

@@ -224,7 +224,10 @@ impl DaemonConfig {
         // figment's own TOML errors carry no line: parse once here for it.
         if let Err(e) = toml::from_str::<toml::Table>(text) {
             let offset = e.span().map(|s| s.start).unwrap_or(0);
-            return Err(at(settings::line_of(text, offset), one_line(e.message())));
+            return Err(at(
+                settings::line_of(text, offset),
+                locate::toml_reason(text, &e),
+            ));
         }
         let mut config: DaemonConfig = layers(Some(text))
             .extract()
@@ -543,6 +546,11 @@ mod tests {
                 "\n[deploy]\nshutdown_grace = \"soon\"\n",
                 3,
                 "'soon' is not a duration",
+            ),
+            (
+                "log_level = \"info\"\n[store]\nsynchronous =",
+                3,
+                "not valid TOML at column 14",
             ),
             (
                 "\n\n[hosts.web1]\ndocker_host = \"10.0.0.5:2375\"\n",

@@ -142,7 +142,7 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
     let raw: RawProject = toml::from_str(text).map_err(|e| {
         fail(
             e.span().map(|s| s.start).unwrap_or(0),
-            e.message().trim().replace('\n', "; "),
+            super::locate::toml_reason(text, &e),
         )
     })?;
     let _ = raw.description;
@@ -374,6 +374,7 @@ timeout = "5m"
             ("image = \"web\"\n[stages.a]\ntags = [\"*\"]\n[dockr]\nports = []\n", 4, "dockr"),
             ("image = \"web\"\ndeployer = \"script\"\n[script]\ncommand = [\"/bin/true\"]\n[stages.a]\ntags = [\"a b\"]\n", 6, "can never match"),
             ("image = \"web\"\nimage_typo = 1\n", 2, "image_typo"),
+            ("image = \"web\"\n[stages.a]\ntags =", 3, "not valid TOML at column 7"),
         ];
         for (text, line, needle) in cases {
             let error = load(text).unwrap_err();

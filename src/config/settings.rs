@@ -160,7 +160,7 @@ impl Secrets {
         toml::from_str(text).map_err(|e| SettingsError::Parse {
             path: path.to_path_buf(),
             line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
-            message: e.message().to_string(),
+            message: super::locate::toml_reason(text, &e),
         })
     }
 
@@ -307,6 +307,11 @@ mod tests {
                 "admin_token must be",
             ),
             ("webhook_secret = 1\n".to_string(), 1, "invalid type"),
+            (
+                "# c\nwebhook_secret =".to_string(),
+                2,
+                "not valid TOML at column 17",
+            ),
         ];
         for (text, line, needle) in cases {
             let error = Secrets::parse(path, &text).unwrap_err().to_string();
