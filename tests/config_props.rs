@@ -180,6 +180,19 @@ const SAMPLES: &[&str] = &[
     "dev",
 ];
 
+const IMAGES: &[&str] = &[
+    "acme/web",
+    "nginx",
+    "localhost:5000/acme/web",
+    "registry.example.com/acme/web",
+    "Registry.Example.com:5000/acme/web",
+];
+
+/// Tag globs, good and never-matching, ASCII and not.
+const GLOBS: &[&str] = &[
+    "*", "v*", "main-*", "sha-?", "*-rc?", "é*", "*é", "😀?", "ü-*", "ß", ".v1", "-x", "a b", "",
+];
+
 const SECRET_SAMPLES: &[&str] = &[
     "d8f2a1e9-3c4b-4f7a-9e21-5b6c7d8e9f00",
     "0123456789abcdef0123456789abcdef0123456789abcdef",
@@ -212,7 +225,7 @@ fn any_string() -> BoxedStrategy<String> {
         3 => select(SAMPLES).prop_map(quoted),
         2 => any::<String>().prop_map(|s| quoted(&s)),
         // Literal strings too, which toml reads without escapes.
-        1 => "[^'\n\r]{0,12}".prop_map(|s| format!("'{s}'")),
+        1 => "[^'\\p{Cc}]{0,12}".prop_map(|s| format!("'{s}'")),
     ]
     .boxed()
 }
@@ -237,15 +250,29 @@ fn value() -> BoxedStrategy<String> {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..4)
                     .prop_map(|items| format!("[{}]", items.join(", "))),
-                prop::collection::vec((key(&["http", "path", "port", "a"]), inner), 0..4).prop_map(
-                    |entries| {
-                        let entries: Vec<String> =
-                            entries.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-                        format!("{{ {} }}", entries.join(", "))
-                    }
-                ),
+                inline_table(&["http", "path", "port", "a"], inner),
             ]
         })
+        .boxed()
+}
+
+/// `{ k = v, … }` with some of `keys`, each at most once (a repeated key
+/// is a syntax error, and would hide everything after it).
+fn inline_table(
+    keys: &'static [&'static str],
+    values: BoxedStrategy<String>,
+) -> BoxedStrategy<String> {
+    prop::sample::subsequence(keys, 0..=keys.len())
+        .prop_flat_map(move |keys| {
+            keys.into_iter()
+                .map(|k| {
+                    values
+                        .clone()
+                        .prop_map(move |v| format!("{} = {v}", key_text(k)))
+                })
+                .collect::<Vec<_>>()
+        })
+        .prop_map(|entries| format!("{{ {} }}", entries.join(", ")))
         .boxed()
 }
 
@@ -258,18 +285,30 @@ fn strings_array() -> BoxedStrategy<String> {
 /// A value for `key`: mostly of the shape the key takes, sometimes anything.
 fn value_for(name: &str) -> BoxedStrategy<String> {
     let typical = match name {
-        "tags" | "ports" | "volumes" | "command" | "entrypoint" | "hosts" | "allow" | "events" => {
+        // Mostly valid, so that documents get past the image to the stages.
+        "image" => prop_oneof![
+            9 => select(IMAGES).prop_map(quoted),
+            1 => any_string(),
+        ]
+        .boxed(),
+        "deployer" => prop_oneof![
+            4 => select(PLUGINS).prop_map(quoted),
+            1 => any_string(),
+        ]
+        .boxed(),
+        "tags" => prop::collection::vec(
+            prop_oneof![
+                3 => select(GLOBS).prop_map(quoted),
+                1 => any::<String>().prop_map(|s| quoted(&s)),
+            ],
+            0..4,
+        )
+        .prop_map(|items| format!("[{}]", items.join(", ")))
+        .boxed(),
+        "ports" | "volumes" | "command" | "entrypoint" | "hosts" | "allow" | "events" => {
             strings_array()
         }
-        "env" | "labels" => {
-            prop::collection::vec((key(&["RUST_LOG", "PORT", "é"]), scalar()), 0..3)
-                .prop_map(|entries| {
-                    let entries: Vec<String> =
-                        entries.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-                    format!("{{ {} }}", entries.join(", "))
-                })
-                .boxed()
-        }
+        "env" | "labels" => inline_table(&["RUST_LOG", "PORT", "é", "A B"], scalar()),
         "health" => (value(), any_string(), any_string())
             .prop_map(|(port, grace, path)| {
                 format!("{{ http = {{ path = {path}, port = {port} }}, grace = {grace} }}")
@@ -282,7 +321,7 @@ fn value_for(name: &str) -> BoxedStrategy<String> {
         }
         _ => any_string(),
     };
-    prop_oneof![4 => typical, 1 => value()].boxed()
+    prop_oneof![12 => typical, 1 => value()].boxed()
 }
 
 /// A key from `names`, sometimes any other.
@@ -294,14 +333,25 @@ fn key(names: &'static [&'static str]) -> BoxedStrategy<String> {
     .boxed()
 }
 
-/// `key = value` lines for a table whose keys are `names`.
+/// `key = value` lines for a table whose keys are `names`: up to `most` of
+/// them, each once, and now and then a key the table does not have.
 fn entries(names: &'static [&'static str], most: usize) -> BoxedStrategy<Vec<String>> {
-    let entry = prop_oneof![
-        6 => select(names).prop_flat_map(|k| (Just(key_text(k)), value_for(k))),
-        1 => (any::<String>().prop_map(|k| key_text(&k)), value()),
-    ]
-    .prop_map(|(k, v)| format!("{k} = {v}"));
-    prop::collection::vec(entry, 0..most).boxed()
+    let known = prop::sample::subsequence(names, 0..=most.min(names.len())).prop_flat_map(|keys| {
+        keys.into_iter()
+            .map(|k| value_for(k).prop_map(move |v| format!("{} = {v}", key_text(k))))
+            .collect::<Vec<_>>()
+    });
+    let odd = prop::option::weighted(
+        0.1,
+        (any::<String>().prop_map(|k| key_text(&k)), value())
+            .prop_map(|(k, v)| format!("{k} = {v}")),
+    );
+    (known, odd)
+        .prop_map(|(mut lines, odd)| {
+            lines.extend(odd);
+            lines
+        })
+        .boxed()
 }
 
 const PLUGINS: &[&str] = &["docker", "script", "compose", "swarm"];
@@ -363,56 +413,95 @@ fn plugin_keys(plugin: &str) -> &'static [&'static str] {
 }
 
 /// `[<prefix><plugin>]` and its lines.
-fn plugin_table(prefix: String) -> BoxedStrategy<String> {
-    select(PLUGINS)
-        .prop_flat_map(move |plugin| {
-            let header = format!("[{prefix}{plugin}]");
-            entries(plugin_keys(plugin), 5)
-                .prop_map(move |lines| format!("{header}\n{}\n", lines.join("\n")))
+fn plugin_table(prefix: String, plugin: &'static str) -> BoxedStrategy<String> {
+    let header = format!("[{prefix}{plugin}]");
+    entries(plugin_keys(plugin), 5)
+        .prop_map(move |lines| format!("{header}\n{}\n", lines.join("\n")))
+        .boxed()
+}
+
+/// Some of the deployer tables, each at most once, under `prefix`.
+fn plugin_tables(prefix: String, most: usize) -> BoxedStrategy<String> {
+    prop::sample::subsequence(PLUGINS, 0..=most)
+        .prop_flat_map(move |plugins| {
+            plugins
+                .into_iter()
+                .map(|plugin| plugin_table(prefix.clone(), plugin))
+                .collect::<Vec<_>>()
+        })
+        .prop_map(|tables| tables.join("\n"))
+        .boxed()
+}
+
+/// `line` or nothing, `line` with probability `p`.
+fn maybe(p: f64, line: BoxedStrategy<String>) -> BoxedStrategy<String> {
+    prop::option::weighted(p, line)
+        .prop_map(Option::unwrap_or_default)
+        .boxed()
+}
+
+fn keyed(key: &'static str, p: f64) -> BoxedStrategy<String> {
+    maybe(
+        p,
+        value_for(key)
+            .prop_map(move |v| format!("{key} = {v}\n"))
+            .boxed(),
+    )
+}
+
+fn stage_name() -> BoxedStrategy<String> {
+    prop_oneof![
+        8 => select(&["prod", "staging", "dev", "a.b", "v1_x"][..]).prop_map(key_text),
+        1 => select(&["-x", "é", "", "a b", "*"][..]).prop_map(key_text),
+        1 => any::<String>().prop_map(|k| key_text(&k)),
+    ]
+    .boxed()
+}
+
+/// `[stages.<name>]`: mostly tags, auto_deploy and deployer as they should
+/// be (so the document gets as far as the tags and the deployer's
+/// settings), sometimes keys a stage does not have, and the stage's own
+/// deployer tables.
+fn stage(name: String) -> BoxedStrategy<String> {
+    (
+        keyed("tags", 0.9),
+        keyed("auto_deploy", 0.4),
+        keyed("deployer", 0.3),
+        maybe(
+            0.05,
+            entries(&["poll", "prerelease"], 2)
+                .prop_map(|l| l.join("\n"))
+                .boxed(),
+        ),
+        maybe(0.3, plugin_tables(format!("stages.{name}."), 2)),
+    )
+        .prop_map(move |(tags, auto, deployer, odd, tables)| {
+            format!("[stages.{name}]\n{tags}{auto}{deployer}{odd}\n{tables}")
         })
         .boxed()
 }
 
-fn stage() -> BoxedStrategy<String> {
-    let name = prop_oneof![
-        4 => select(&["prod", "staging", "dev", "a.b", "-x", "é", "", "a b"][..]).prop_map(key_text),
-        1 => any::<String>().prop_map(|k| key_text(&k)),
-    ];
-    name.prop_flat_map(|name| {
-        let sub = prop::option::weighted(0.3, plugin_table(format!("stages.{name}.")));
-        (
-            Just(name),
-            prop::option::weighted(0.9, value_for("tags")),
-            entries(&["auto_deploy", "deployer", "poll", "prerelease"], 3),
-            sub,
-        )
-    })
-    .prop_map(|(name, tags, lines, sub)| {
-        let tags = tags.map(|t| format!("tags = {t}\n")).unwrap_or_default();
-        format!(
-            "[stages.{name}]\n{tags}{}\n{}",
-            lines.join("\n"),
-            sub.unwrap_or_default()
-        )
-    })
-    .boxed()
-}
-
 /// A project file: `image`, `deployer`, stages, deployer tables.
 fn project_doc() -> BoxedStrategy<String> {
+    let stages = prop::collection::btree_set(stage_name(), 1..4)
+        .prop_flat_map(|names| names.into_iter().map(stage).collect::<Vec<_>>());
     (
-        prop::option::weighted(0.9, value_for("image")),
-        entries(&["deployer", "description", "deployer"], 3),
-        prop::collection::vec(stage(), 0..3),
-        prop::collection::vec(plugin_table(String::new()), 0..3),
+        keyed("image", 0.97),
+        keyed("deployer", 0.5),
+        keyed("description", 0.1),
+        maybe(
+            0.05,
+            entries(&["images", "stage"], 2)
+                .prop_map(|l| l.join("\n"))
+                .boxed(),
+        ),
+        stages,
+        plugin_tables(String::new(), 3),
     )
-        .prop_map(|(image, root, stages, tables)| {
-            let image = image.map(|i| format!("image = {i}\n")).unwrap_or_default();
+        .prop_map(|(image, deployer, description, odd, stages, tables)| {
             format!(
-                "{image}{}\n\n{}\n{}",
-                root.join("\n"),
-                stages.join("\n"),
-                tables.join("\n")
+                "{image}{deployer}{description}{odd}\n\n{}\n{tables}",
+                stages.join("\n")
             )
         })
         .boxed()
