@@ -22,12 +22,29 @@ pub fn toml_reason(text: &str, error: &toml::de::Error) -> String {
         .collect::<Vec<_>>()
         .join("; ");
     if !reason.is_empty() {
-        return reason;
+        return escape_controls(&reason);
     }
     let offset = error.span().map_or(0, |s| s.start).min(text.len());
     let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
     let column = text[line_start..offset].chars().count() + 1;
     format!("not valid TOML at column {column} (a key needs a value: key = \"value\")")
+}
+
+/// `message` fit for one `file:line: reason` line: control characters —
+/// an operator's value echoed in it may hold any (`deployer = "sw\rm"`), a
+/// newline, a carriage return, an escape sequence — are written as Rust
+/// escapes (`\r`, `\u{1b}`), so a message can neither break a log line nor
+/// drive the terminal showing it. Other characters are kept as they are.
+pub fn escape_controls(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for c in message.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The 1-based line of the key at `path` (table names, then the key; a
@@ -79,6 +96,14 @@ mod tests {
         );
         assert_eq!(reason("é = 1\nb = é"), reason("é = 1\nb = é"));
         assert_eq!(reason("a = ["), "invalid array; expected `]`");
+    }
+
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(
+            escape_controls("deployer 'sw\rm\n\u{1b}[31mé\u{85}' ü"),
+            "deployer 'sw\\rm\\n\\u{1b}[31mé\\u{85}' ü"
+        );
     }
 
     const TEXT: &str = "listen = \"x\"\n\n[webhook]\nbody_limit = 0\n\n[[notify]]\nurl = \"a\"\n\n[[notify]]\nurl = \"b\"\n[hosts.web1]\ndocker_host = \"h\"\ninline = { a = 1 }\n";

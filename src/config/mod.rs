@@ -216,10 +216,11 @@ impl DaemonConfig {
     /// [`ConfigError::Figment`] or [`ConfigError::Invalid`] when the wrong
     /// value comes from the environment.
     pub fn from_toml(path: &Path, text: &str) -> Result<DaemonConfig, ConfigError> {
-        let at = |line, message| ConfigError::At {
+        // Messages echo the operator's values, which may hold control chars.
+        let at = |line, message: String| ConfigError::At {
             file: path.to_path_buf(),
             line,
-            message,
+            message: locate::escape_controls(&message),
         };
         // figment's own TOML errors carry no line: parse once here for it.
         if let Err(e) = toml::from_str::<toml::Table>(text) {
@@ -399,10 +400,11 @@ fn locate_figment_error(error: figment::Error, path: &Path, text: &str) -> Confi
     } else {
         format!("{}: {reason}", error.path.join("."))
     };
+    // The key path and the reason may echo the operator's keys and values.
     ConfigError::At {
         file: path.to_path_buf(),
         line: locate::key_line(text, &keys).unwrap_or(1),
-        message,
+        message: locate::escape_controls(&message),
     }
 }
 
@@ -543,6 +545,11 @@ mod tests {
                 "auto_create.allow.1",
             ),
             (
+                "[store]\n\"sync\\rhronous\" = 1\n",
+                2,
+                "found `sync\\rhronous`",
+            ),
+            (
                 "\n[deploy]\nshutdown_grace = \"soon\"\n",
                 3,
                 "'soon' is not a duration",
@@ -563,7 +570,7 @@ mod tests {
             let prefix = format!("/etc/wharf/wharf.toml:{line}: ");
             assert!(error.starts_with(&prefix), "{text:?}: {error}");
             assert!(error.contains(needle), "{text:?}: {error}");
-            assert!(!error.contains('\n'), "{text:?}: {error}");
+            assert!(!error.contains(char::is_control), "{text:?}: {error:?}");
         }
     }
 

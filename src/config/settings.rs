@@ -312,6 +312,11 @@ mod tests {
                 2,
                 "not valid TOML at column 17",
             ),
+            (
+                "\"admin\\r_token\" = 1".to_string(),
+                1,
+                "unknown field `admin\\r_token`",
+            ),
         ];
         for (text, line, needle) in cases {
             let error = Secrets::parse(path, &text).unwrap_err().to_string();
@@ -324,6 +329,7 @@ mod tests {
                 !error.contains("a b/c") && !error.contains("short"),
                 "{error}"
             );
+            assert!(!error.contains(char::is_control), "{error:?}");
         }
     }
 }
