@@ -131,6 +131,7 @@ config_text project-swarm '\000' $'image = "localhost:5000/acme/web"\ndeployer =
 config_text project-glob-utf8 '\000' $'image = "acme/web"\n[stages.a]\ntags = ["\xc3\xa9*"]\n'
 config_text project-control-char '\000' $'image = "acme/web"\ndeployer = "sw\\rm"\n[stages."a\\u001b[31m"]\ntags = ["*"]\n'
 config_text settings '\002' $'# wharf\'s secrets\nwebhook_secret = "d8f2a1e9-3c4b-4f7a-9e21-5b6c7d8e9f00"\nadmin_token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"\n'
+config_text settings-secret-in-key '\002' $'webhook_secret = "0123456789abcdef-secret"\n"x0123456789abcdef-secret" = 1\n'
 config_text settings-partial '\002' $'webhook_secret = "d8f2a1e9-3c4b-4f7a-9e21-5b6c7d8e9f00"\n'
 
 for t in payload reference signature config; do

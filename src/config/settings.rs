@@ -160,7 +160,7 @@ impl Secrets {
         toml::from_str(text).map_err(|e| SettingsError::Parse {
             path: path.to_path_buf(),
             line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
-            message: super::locate::toml_reason(text, &e),
+            message: without_secrets(super::locate::toml_reason(text, &e), text),
         })
     }
 
@@ -213,6 +213,22 @@ impl Secrets {
             admin_token: self.admin_token.clone(),
         }
     }
+}
+
+/// `message` with every string value of the settings file `text` (at least
+/// 8 bytes: all of them secrets, or meant to be) cut out. serde echoes an
+/// unknown key, and a key may hold a secret the operator pasted there too.
+fn without_secrets(message: String, text: &str) -> String {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return message;
+    };
+    table
+        .values()
+        .filter_map(toml::Value::as_str)
+        .filter(|value| value.len() >= 8)
+        .fold(message, |message, secret| {
+            message.replace(secret, "<redacted>")
+        })
 }
 
 /// 1-based line number of byte `offset` in `text`.
@@ -316,6 +332,11 @@ mod tests {
                 "\"admin\\r_token\" = 1".to_string(),
                 1,
                 "unknown field `admin\\r_token`",
+            ),
+            (
+                "webhook_secret = \"a b/c-0123456789\"\n\"xa b/c-0123456789\" = 1\n".to_string(),
+                2,
+                "unknown field `x<redacted>`",
             ),
         ];
         for (text, line, needle) in cases {
