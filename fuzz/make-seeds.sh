@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build the seed corpora in fuzz/seeds/<target>/ from tests/fixtures (plus a
-# few hand-written shapes the fixtures do not cover). Idempotent; run.sh calls
+# few hand-written shapes the fixtures do not cover), and for config from
+# config.example.toml, debian/wharf.toml, README.md's TOML blocks and the
+# project shapes the end-to-end tests write. Idempotent; run.sh calls
 # it, and the result is committed so the seeds are kept even if it is not run.
 # Needs jq.
 set -euo pipefail
@@ -9,7 +11,7 @@ fixtures="$here/../tests/fixtures"
 seeds="$here/seeds"
 command -v jq >/dev/null || { echo "make-seeds.sh: jq is required" >&2; exit 1; }
 rm -rf "$seeds"
-mkdir -p "$seeds/payload" "$seeds/reference" "$seeds/signature"
+mkdir -p "$seeds/payload" "$seeds/reference" "$seeds/signature" "$seeds/config"
 
 # payload: one selector byte (see fuzz_targets/payload.rs) + body.
 # Selectors: 0 no headers, 1 distribution v1, 2 distribution v2, 4 X-GitHub-Event
@@ -102,6 +104,36 @@ sig_seed empty 0 5 "$fixtures/harbor-push-artifact.json"
 sig_seed sha1-only 4 0 "$fixtures/harbor-push-artifact.json"
 printf '\000\006\006secretsha256=0123abcd\n{}' >"$seeds/signature/fuzzed-value"
 
-for t in payload reference signature; do
+# config: one selector byte (see fuzz_targets/config.rs: 0 project file,
+# 1 wharf.toml, 2 settings.toml) + the file's text.
+config_seed() { # name selector-as-octal-escape text-file
+  { printf "$2"; cat "$3"; } >"$seeds/config/$1"
+}
+config_text() { # name selector-as-octal-escape text
+  printf "$2%s" "$3" >"$seeds/config/$1"
+}
+config_seed config-example '\001' "$here/../config.example.toml"
+config_seed debian-wharf '\001' "$here/../debian/wharf.toml"
+# README's ```toml blocks: a project file when it names an image, else wharf.toml.
+blocks=$(mktemp -d)
+trap 'rm -rf "$tmp" "$refs" "$blocks"' EXIT
+awk -v dir="$blocks" '/^```toml/ { n++; f = 1; next } /^```/ { f = 0 } f { print > (dir "/" n) }' "$here/../README.md"
+for b in "$blocks"/*; do
+  [ -f "$b" ] || continue
+  if grep -q '^image' "$b"; then sel='\000'; else sel='\001'; fi
+  config_seed "readme-block$(basename "$b")" "$sel" "$b"
+done
+config_text wharf-hosts '\001' $'listen = "127.0.0.1:0"\n[auto_create]\nallow = ["registry.example.com/acme/*"]\n\n[[notify]]\nurl = "http://127.0.0.1:9/hook"\nevents = ["succeeded", "failed"]\nformat = "slack"\n\n[hosts.web1]\ndocker_host = "tcp://10.0.0.5:2376"\n\n[hosts.web2]\ndocker_host = "ssh://deploy@10.0.0.6"\n'
+config_text project-docker '\000' $'image = "localhost:5000/acme/web"\n\n[stages.dev]\ntags = ["*"]\n\n[docker]\nports = ["127.0.0.1:18080:8080"]\nenv = { RUST_LOG = "info", PORT = 8080 }\nhealth = { http = { path = "/", port = 8080 }, grace = "2s", timeout = "30s" }\nrestart = "unless-stopped"\nmemory = "64m"\ncpus = 0.5\nstrategy = "start-first"\nstop_timeout = "5s"\n'
+config_text project-stages '\000' $'image = "Registry.example.com:5000/acme/web"\ndeployer = "script"\n\n[script]\ncommand = ["/bin/true"]\ntimeout = "1m"\n\n[stages.staging]\ntags = ["main-*", "sha-?"]\n\n[stages.prod]\ntags = ["v*"]\nauto_deploy = false\n\n[stages.prod.script]\ntimeout = "5m"\nenv = { A = "b" }\n\n[stages.prod.docker]\nname = "web-prod"\n'
+config_text project-compose '\000' $'image = "acme/web"\ndeployer = "compose"\n\n[stages.prod]\ntags = ["v*"]\n\n[compose]\nfile = "/srv/web/compose.yml"\nservice = "web"\ntag_variable = "WEB_TAG"\nproject_name = "web"\n'
+config_text project-swarm '\000' $'image = "localhost:5000/acme/web"\ndeployer = "swarm"\n\n[stages.dev]\ntags = ["v*"]\n\n[swarm]\nservice = "web"\ntimeout = "150s"\n\n[swarm.create]\nreplicas = 1\nports = ["18081:80"]\nupdate_config = { parallelism = 1, order = "start-first", failure_action = "rollback", monitor = "5s" }\n'
+config_text project-glob-utf8 '\000' $'image = "acme/web"\n[stages.a]\ntags = ["\xc3\xa9*"]\n'
+config_text project-control-char '\000' $'image = "acme/web"\ndeployer = "sw\\rm"\n[stages."a\\u001b[31m"]\ntags = ["*"]\n'
+config_text settings '\002' $'# wharf\'s secrets\nwebhook_secret = "d8f2a1e9-3c4b-4f7a-9e21-5b6c7d8e9f00"\nadmin_token = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"\n'
+config_text settings-secret-in-key '\002' $'webhook_secret = "0123456789abcdef-secret"\n"x0123456789abcdef-secret" = 1\n'
+config_text settings-partial '\002' $'webhook_secret = "d8f2a1e9-3c4b-4f7a-9e21-5b6c7d8e9f00"\n'
+
+for t in payload reference signature config; do
   echo "seeds/$t: $(ls "$seeds/$t" | wc -l) files"
 done

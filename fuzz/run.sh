@@ -3,8 +3,8 @@
 #
 #   fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]
 #
-# Defaults: 120 s for each of payload, reference, signature, one after the
-# other. Not part of CI. Environment:
+# Defaults: 120 s for each of payload, reference, signature and config, one
+# after the other. Not part of CI. Environment:
 #   FUZZ_SECONDS    seconds per target (the first argument wins)
 #   FUZZ_SANITIZER  cargo-fuzz sanitizer, default "none": the code under test
 #                   is safe Rust (unsafe_code = forbid), so ASan only slows
@@ -23,7 +23,7 @@ root=$(cd "$here/.." && pwd)
 seconds=${1:-${FUZZ_SECONDS:-120}}
 shift $(($# > 0 ? 1 : 0))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(payload reference signature)
+[ ${#targets[@]} -gt 0 ] || targets=(payload reference signature config)
 sanitizer=${FUZZ_SANITIZER:-none}
 target_dir=${CARGO_TARGET_DIR:-$here/target}
 export RUSTC_BOOTSTRAP=1

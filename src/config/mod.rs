@@ -7,6 +7,7 @@
 
 pub mod atomic;
 pub mod catalog;
+pub mod locate;
 pub mod project;
 pub mod reload;
 pub mod settings;
@@ -16,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use figment::providers::{Env, Format, Serialized, Toml};
-use figment::Figment;
+use figment::{Figment, Provider};
 use serde::{Deserialize, Serialize};
 use wharf_docker::hosts::{self, Hosts};
 
@@ -142,12 +143,31 @@ impl Default for DaemonConfig {
 /// Why the daemon's configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// A value from the environment (`WHARF_*`) is wrong.
     #[error("{0}")]
     Figment(#[from] Box<figment::Error>),
     #[error("config file {0} does not exist")]
     MissingFile(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// Something in `wharf.toml` itself, where it is written.
+    #[error("{}:{line}: {message}", file.display())]
+    At {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A value (from the environment, or the defaults under it) fails
+    /// validation. `entry` is the index of the `[[notify]]` entry meant.
     #[error("{key}: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid {
+        key: &'static str,
+        entry: Option<usize>,
+        message: String,
+    },
 }
 
 impl DaemonConfig {
@@ -156,31 +176,89 @@ impl DaemonConfig {
     /// against the config file's folder (else the working directory).
     ///
     /// # Errors
-    /// The file is missing or malformed (with its line), a key is unknown or
-    /// has the wrong type, or a value fails validation.
+    /// The file is missing, unreadable or malformed, a key is unknown or has
+    /// the wrong type, or a value fails validation: see
+    /// [`DaemonConfig::from_toml`].
     pub fn load(file: Option<&Path>) -> Result<DaemonConfig, ConfigError> {
-        let mut figment = Figment::from(Serialized::defaults(DaemonConfig::default()));
-        if let Some(file) = file {
-            if !file.is_file() {
-                return Err(ConfigError::MissingFile(file.to_path_buf()));
-            }
-            figment = figment.merge(Toml::file_exact(file));
+        let Some(file) = file else {
+            let config: DaemonConfig = layers(None).extract().map_err(Box::new)?;
+            config.validate()?;
+            return Ok(config);
+        };
+        if !file.is_file() {
+            return Err(ConfigError::MissingFile(file.to_path_buf()));
         }
-        let env = Env::prefixed("WHARF_")
-            .filter(|key| {
-                !ENV_NOT_CONFIG
-                    .iter()
-                    .any(|skip| key.as_str().eq_ignore_ascii_case(skip))
-            })
-            .split("__");
-        let mut config: DaemonConfig = figment.merge(env).extract().map_err(Box::new)?;
-        let base = file
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .unwrap_or_default();
+        let read = |source| ConfigError::Read {
+            path: file.to_path_buf(),
+            source,
+        };
+        let bytes = std::fs::read(file).map_err(read)?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let before = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+            ConfigError::At {
+                file: file.to_path_buf(),
+                line: settings::line_of(&before, valid),
+                message: "not UTF-8 text".into(),
+            }
+        })?;
+        Self::from_toml(file, &text)
+    }
+
+    /// The configuration `text`, the contents of the file `path`, gives:
+    /// embedded defaults, then `text`, then `WHARF_*` environment variables;
+    /// relative paths resolve against `path`'s folder. [`DaemonConfig::load`]
+    /// is this after reading the file, so checking a text checks what the
+    /// daemon would do with it.
+    ///
+    /// # Errors
+    /// [`ConfigError::At`] (`file:line: reason`) for a syntax error, an
+    /// unknown key, a wrong type or a value failing validation in `text`;
+    /// [`ConfigError::Figment`] or [`ConfigError::Invalid`] when the wrong
+    /// value comes from the environment.
+    pub fn from_toml(path: &Path, text: &str) -> Result<DaemonConfig, ConfigError> {
+        // Messages echo the operator's values, which may hold control chars.
+        let at = |line, message: String| ConfigError::At {
+            file: path.to_path_buf(),
+            line,
+            message: locate::escape_controls(&message),
+        };
+        // figment's own TOML errors carry no line: parse once here for it.
+        if let Err(e) = toml::from_str::<toml::Table>(text) {
+            let offset = e.span().map(|s| s.start).unwrap_or(0);
+            return Err(at(
+                settings::line_of(text, offset),
+                locate::toml_reason(text, &e),
+            ));
+        }
+        let mut config: DaemonConfig = layers(Some(text))
+            .extract()
+            .map_err(|e| locate_figment_error(e, path, text))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
         config.projects_dir = base.join(&config.projects_dir);
         config.state_dir = base.join(&config.state_dir);
-        config.validate()?;
+        config.validate().map_err(|e| match e {
+            ConfigError::Invalid {
+                key,
+                entry,
+                message,
+            } => {
+                let mut keys: Vec<String> = key.split('.').map(str::to_string).collect();
+                if let Some(entry) = entry {
+                    keys.insert(1, entry.to_string());
+                }
+                let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+                match locate::key_line(text, &keys) {
+                    Some(line) => at(line, format!("{key}: {message}")),
+                    None => ConfigError::Invalid {
+                        key,
+                        entry,
+                        message,
+                    },
+                }
+            }
+            other => other,
+        })?;
         Ok(config)
     }
 
@@ -188,6 +266,7 @@ impl DaemonConfig {
         let invalid = |key, message: &str| {
             Err(ConfigError::Invalid {
                 key,
+                entry: None,
                 message: message.to_string(),
             })
         };
@@ -220,6 +299,7 @@ impl DaemonConfig {
         if let Err(message) = hosts::check_all(&self.hosts) {
             return Err(ConfigError::Invalid {
                 key: "hosts",
+                entry: None,
                 message,
             });
         }
@@ -227,12 +307,14 @@ impl DaemonConfig {
             if !(notify.url.starts_with("http://") || notify.url.starts_with("https://")) {
                 return Err(ConfigError::Invalid {
                     key: "notify.url",
+                    entry: Some(index),
                     message: format!("entry {}: must be an http(s) URL", index + 1),
                 });
             }
             if !matches!(notify.format.as_str(), "json" | "slack") {
                 return Err(ConfigError::Invalid {
                     key: "notify.format",
+                    entry: Some(index),
                     message: format!("entry {}: must be \"json\" or \"slack\"", index + 1),
                 });
             }
@@ -243,6 +325,7 @@ impl DaemonConfig {
             {
                 return Err(ConfigError::Invalid {
                     key: "notify.events",
+                    entry: Some(index),
                     message: format!(
                         "entry {}: '{event}' is not a final status (succeeded, failed, rejected, superseded, interrupted)",
                         index + 1
@@ -282,6 +365,59 @@ impl DaemonConfig {
     pub fn webhook_url(&self, bound: SocketAddr, secret: &str) -> String {
         format!("{}/api/webhook/{secret}", self.base_url(bound))
     }
+}
+
+/// The figment chain: embedded defaults, then `text` (`wharf.toml`'s
+/// contents) when there is one, then `WHARF_*` environment variables.
+fn layers(text: Option<&str>) -> Figment {
+    let mut figment = Figment::from(Serialized::defaults(DaemonConfig::default()));
+    if let Some(text) = text {
+        figment = figment.merge(Toml::string(text));
+    }
+    let env = Env::prefixed("WHARF_")
+        .filter(|key| {
+            !ENV_NOT_CONFIG
+                .iter()
+                .any(|skip| key.as_str().eq_ignore_ascii_case(skip))
+        })
+        .split("__");
+    figment.merge(env)
+}
+
+/// A figment error about a value of `text` as `file:line: key: reason`; one
+/// about an environment variable as figment words it (it names the variable).
+fn locate_figment_error(error: figment::Error, path: &Path, text: &str) -> ConfigError {
+    let from_text = Toml::string("").metadata().name;
+    if error.metadata.as_ref().is_some_and(|m| m.name != from_text) {
+        return ConfigError::Figment(Box::new(error));
+    }
+    let mut keys: Vec<&str> = error.path.iter().map(String::as_str).collect();
+    if let figment::error::Kind::UnknownField(field, _) = &error.kind {
+        keys.push(field);
+    }
+    let reason = one_line(&error.kind.to_string());
+    let message = if error.path.is_empty() {
+        reason
+    } else {
+        format!("{}: {reason}", error.path.join("."))
+    };
+    // The key path and the reason may echo the operator's keys and values.
+    ConfigError::At {
+        file: path.to_path_buf(),
+        line: locate::key_line(text, &keys).unwrap_or(1),
+        message: locate::escape_controls(&message),
+    }
+}
+
+/// A parser's message, which may run over several lines, as one line.
+fn one_line(message: &str) -> String {
+    message
+        .trim()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Humantime durations ("30s", "5m") in config files.
@@ -346,7 +482,7 @@ mod tests {
         std::fs::write(&file, "[hosts.web1]\ndocker_host = \"10.0.0.5:2375\"\n").unwrap();
         let error = DaemonConfig::load(Some(&file)).unwrap_err().to_string();
         assert!(
-            error.starts_with("hosts: [hosts.web1]: '10.0.0.5:2375' is not an engine URL"),
+            error.contains(":1: hosts: [hosts.web1]: '10.0.0.5:2375' is not an engine URL"),
             "{error}"
         );
         std::fs::write(&file, "[hosts.web1]\ndocker_hots = \"tcp://h:2375\"\n").unwrap();
@@ -366,5 +502,94 @@ mod tests {
         let config = DaemonConfig::load(Some(&file)).unwrap();
         assert_eq!(config.hosts.keys().collect::<Vec<_>>(), ["local", "web1"]);
         assert_eq!(config.hosts["web1"].docker_host, "tcp://10.0.0.5:2375");
+    }
+
+    /// Every rejection of the file's text names the file and the line to fix.
+    #[test]
+    fn errors_in_the_file_name_its_line() {
+        let file = Path::new("/etc/wharf/wharf.toml");
+        let cases = [
+            (
+                "listen = \"127.0.0.1:1\"\n[webhook]\nbody_limit = \n",
+                3,
+                "string",
+            ),
+            ("listen = \"127.0.0.1:1\"\n\nlistn = 1\n", 3, "listn"),
+            (
+                "[webhook]\nhmac_secret = \"k\"\nbody_limit = \"big\"\n",
+                3,
+                "webhook.body_limit: invalid type",
+            ),
+            (
+                "[webhook]\n\nbody_limit = 0\n",
+                3,
+                "webhook.body_limit: must be more than 0",
+            ),
+            (
+                "# hi\n[webhook]\nrequire_signature = true\n",
+                3,
+                "needs webhook.hmac_secret",
+            ),
+            (
+                "[[notify]]\nurl = \"http://a\"\n[[notify]]\nurl = \"ftp://b\"\n",
+                4,
+                "notify.url: entry 2",
+            ),
+            (
+                "[[notify]]\nurl = \"http://a\"\n\n[[notify]]\nurl = \"http://b\"\nformat = 1\n",
+                6,
+                "notify.1.format",
+            ),
+            (
+                "[auto_create]\nallow = [\"*\", 5]\n",
+                2,
+                "auto_create.allow.1",
+            ),
+            (
+                "[store]\n\"sync\\rhronous\" = 1\n",
+                2,
+                "found `sync\\rhronous`",
+            ),
+            (
+                "\n[deploy]\nshutdown_grace = \"soon\"\n",
+                3,
+                "'soon' is not a duration",
+            ),
+            (
+                "log_level = \"info\"\n[store]\nsynchronous =",
+                3,
+                "not valid TOML at column 14",
+            ),
+            (
+                "\n\n[hosts.web1]\ndocker_host = \"10.0.0.5:2375\"\n",
+                3,
+                "hosts: [hosts.web1]",
+            ),
+        ];
+        for (text, line, needle) in cases {
+            let error = DaemonConfig::from_toml(file, text).unwrap_err().to_string();
+            let prefix = format!("/etc/wharf/wharf.toml:{line}: ");
+            assert!(error.starts_with(&prefix), "{text:?}: {error}");
+            assert!(error.contains(needle), "{text:?}: {error}");
+            assert!(!error.contains(char::is_control), "{text:?}: {error:?}");
+        }
+    }
+
+    #[test]
+    fn load_is_from_toml_on_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("wharf.toml");
+        std::fs::write(&file, "log_level = \"debug\"\n[webhook]\nbody_limit = 0\n").unwrap();
+        let error = DaemonConfig::load(Some(&file)).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            format!(
+                "{}:3: webhook.body_limit: must be more than 0 bytes",
+                file.display()
+            )
+        );
+        std::fs::write(&file, b"log_level = \"debug\"\n# caf\xe9\n").unwrap();
+        let error = DaemonConfig::load(Some(&file)).unwrap_err().to_string();
+        assert_eq!(error, format!("{}:2: not UTF-8 text", file.display()));
     }
 }

@@ -124,10 +124,11 @@ fn default_true() -> bool {
 /// # Errors
 /// The first problem found, with its line.
 pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, ProjectError> {
+    // Messages echo the operator's values, which may hold control chars.
     let fail = |offset: usize, message: String| ProjectError {
         file: path.to_path_buf(),
         line: line_of(text, offset),
-        message,
+        message: super::locate::escape_controls(&message),
     };
     let name = path
         .file_stem()
@@ -142,7 +143,7 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
     let raw: RawProject = toml::from_str(text).map_err(|e| {
         fail(
             e.span().map(|s| s.start).unwrap_or(0),
-            e.message().trim().replace('\n', "; "),
+            super::locate::toml_reason(text, &e),
         )
     })?;
     let _ = raw.description;
@@ -374,12 +375,16 @@ timeout = "5m"
             ("image = \"web\"\n[stages.a]\ntags = [\"*\"]\n[dockr]\nports = []\n", 4, "dockr"),
             ("image = \"web\"\ndeployer = \"script\"\n[script]\ncommand = [\"/bin/true\"]\n[stages.a]\ntags = [\"a b\"]\n", 6, "can never match"),
             ("image = \"web\"\nimage_typo = 1\n", 2, "image_typo"),
+            ("image = \"web\"\n[stages.a]\ntags =", 3, "not valid TOML at column 7"),
+            ("image = \"web\"\ndeployer = \"sw\\rm\"\n", 2, "unknown deployer 'sw\\rm'"),
+            ("image = \"web\"\n[stages.\"a\\u001b[31m\"]\ntags = [\"*\"]\n", 2, "stage name 'a\\u{1b}[31m'"),
         ];
         for (text, line, needle) in cases {
             let error = load(text).unwrap_err();
             assert_eq!(error.line, line, "{text:?}: {error}");
             assert!(error.message.contains(needle), "{text:?}: {error}");
             assert!(error.to_string().starts_with("/p/web.toml:"), "{error}");
+            assert!(!error.message.contains(char::is_control), "{error:?}");
         }
     }
 

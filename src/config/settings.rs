@@ -134,11 +134,25 @@ impl Secrets {
             path: path.clone(),
             source,
         })?;
-        let partial = Self::parse_partial(&path, &text)?;
-        let missing = |key: &str| SettingsError::Invalid {
-            path: path.clone(),
-            message: format!("{key} is missing"),
+        Self::parse(&path, &text)
+    }
+
+    /// The secrets `text`, the contents of the settings file `path`, holds:
+    /// what [`Secrets::load`] does after reading the file.
+    ///
+    /// # Errors
+    /// `path:line: reason` ([`SettingsError::Parse`]): the text does not
+    /// parse, a key is missing (the line is the end of the text) or a value
+    /// is unusable (the line of its key; the value is never echoed).
+    pub fn parse(path: &Path, text: &str) -> Result<Secrets, SettingsError> {
+        let partial = Self::parse_partial(path, text)?;
+        let at = |line, message| SettingsError::Parse {
+            path: path.to_path_buf(),
+            line,
+            message,
         };
+        let end = line_of(text, text.len());
+        let missing = |key: &str| at(end, format!("{key} is missing"));
         let secrets = Secrets {
             webhook_secret: partial
                 .webhook_secret
@@ -148,7 +162,15 @@ impl Secrets {
                 .metrics_token
                 .ok_or_else(|| missing("metrics_token"))?,
         };
-        secrets.check(&path)?;
+        secrets.check(path).map_err(|e| match e {
+            // `check`'s messages start with the key they are about.
+            SettingsError::Invalid { message, .. } => {
+                let key = message.split(' ').next().unwrap_or_default();
+                let line = super::locate::key_line(text, &[key]).unwrap_or(end);
+                at(line, message)
+            }
+            other => other,
+        })?;
         Ok(secrets)
     }
 
@@ -156,7 +178,7 @@ impl Secrets {
         toml::from_str(text).map_err(|e| SettingsError::Parse {
             path: path.to_path_buf(),
             line: e.span().map(|s| line_of(text, s.start)).unwrap_or(1),
-            message: e.message().to_string(),
+            message: without_secrets(super::locate::toml_reason(text, &e), text),
         })
     }
 
@@ -221,6 +243,22 @@ impl Secrets {
             ..self.clone()
         }
     }
+}
+
+/// `message` with every string value of the settings file `text` (at least
+/// 8 bytes: all of them secrets, or meant to be) cut out. serde echoes an
+/// unknown key, and a key may hold a secret the operator pasted there too.
+fn without_secrets(message: String, text: &str) -> String {
+    let Ok(table) = text.parse::<toml::Table>() else {
+        return message;
+    };
+    table
+        .values()
+        .filter_map(toml::Value::as_str)
+        .filter(|value| value.len() >= 8)
+        .fold(message, |message, secret| {
+            message.replace(secret, "<redacted>")
+        })
 }
 
 /// 1-based line number of byte `offset` in `text`.
@@ -296,5 +334,57 @@ mod tests {
         assert!(!shown.contains(&secrets.webhook_secret));
         assert!(!shown.contains(&secrets.admin_token));
         assert!(!shown.contains(&secrets.metrics_token));
+    }
+
+    #[test]
+    fn parse_names_the_line_of_every_rejection() {
+        let path = Path::new("/s/settings.toml");
+        let good_token = "0123456789abcdef0123456789abcdef";
+        let cases = [
+            (
+                format!("# c\nadmin_token = \"{good_token}\"\n"),
+                3,
+                "webhook_secret is missing",
+            ),
+            (
+                format!("admin_token = \"{good_token}\"\n\nwebhook_secret = \"a b/c\"\n"),
+                3,
+                "webhook_secret must be",
+            ),
+            (
+                "webhook_secret = \"0123456789abcdef\"\nadmin_token = \"short\"".to_string(),
+                2,
+                "admin_token must be",
+            ),
+            ("webhook_secret = 1\n".to_string(), 1, "invalid type"),
+            (
+                "# c\nwebhook_secret =".to_string(),
+                2,
+                "not valid TOML at column 17",
+            ),
+            (
+                "\"admin\\r_token\" = 1".to_string(),
+                1,
+                "unknown field `admin\\r_token`",
+            ),
+            (
+                "webhook_secret = \"a b/c-0123456789\"\n\"xa b/c-0123456789\" = 1\n".to_string(),
+                2,
+                "unknown field `x<redacted>`",
+            ),
+        ];
+        for (text, line, needle) in cases {
+            let error = Secrets::parse(path, &text).unwrap_err().to_string();
+            assert!(
+                error.starts_with(&format!("/s/settings.toml:{line}: ")),
+                "{text:?}: {error}"
+            );
+            assert!(error.contains(needle), "{text:?}: {error}");
+            assert!(
+                !error.contains("a b/c") && !error.contains("short"),
+                "{error}"
+            );
+            assert!(!error.contains(char::is_control), "{error:?}");
+        }
     }
 }
