@@ -10,6 +10,14 @@
 //! at any point for syntax errors on any line. `cargo fuzz run config`
 //! (fuzz/) searches the same invariants far longer.
 
+// A panic in a test is a failed test: the no-panic lints are for the daemon.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::string_slice
+)]
+
 use std::path::Path;
 use std::sync::LazyLock;
 

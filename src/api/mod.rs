@@ -59,7 +59,11 @@ impl App {
     }
 
     pub fn metrics_token_matches(&self, presented: &str) -> bool {
-        Self::same_secret(presented, &self.secrets.load().metrics_token)
+        let secrets = self.secrets.load();
+        secrets
+            .metrics_token
+            .as_deref()
+            .is_some_and(|expected| Self::same_secret(presented, expected))
     }
 
     pub fn bound(&self) -> SocketAddr {

@@ -24,9 +24,10 @@ pub fn toml_reason(text: &str, error: &toml::de::Error) -> String {
     if !reason.is_empty() {
         return escape_controls(&reason);
     }
-    let offset = error.span().map_or(0, |s| s.start).min(text.len());
-    let line_start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
-    let column = text[line_start..offset].chars().count() + 1;
+    let offset = error.span().map_or(0, |s| s.start);
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.rsplit('\n').next().unwrap_or(before);
+    let column = line.chars().count() + 1;
     format!("not valid TOML at column {column} (a key needs a value: key = \"value\")")
 }
 

@@ -195,7 +195,7 @@ impl DaemonConfig {
         let bytes = std::fs::read(file).map_err(read)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let valid = e.utf8_error().valid_up_to();
-            let before = String::from_utf8_lossy(&e.as_bytes()[..valid]);
+            let before = String::from_utf8_lossy(e.as_bytes().get(..valid).unwrap_or_default());
             ConfigError::At {
                 file: file.to_path_buf(),
                 line: settings::line_of(&before, valid),

@@ -23,8 +23,11 @@ pub struct Secrets {
     pub webhook_secret: String,
     pub admin_token: String,
     /// Opens `GET /metrics` and nothing else, so a Prometheus scraper never
-    /// holds a token that can deploy or rotate the URL.
-    pub metrics_token: String,
+    /// holds a token that can deploy or rotate the URL. Generated at start
+    /// when absent; a file edited by hand without it (the two keys older
+    /// versions wrote) is still a valid file, and then only the admin token
+    /// opens `/metrics` until the next start generates one.
+    pub metrics_token: Option<String>,
 }
 
 impl fmt::Debug for Secrets {
@@ -114,7 +117,7 @@ impl Secrets {
         let secrets = Secrets {
             webhook_secret: partial.webhook_secret.unwrap_or_else(new_webhook_secret),
             admin_token: partial.admin_token.unwrap_or_else(new_admin_token),
-            metrics_token: partial.metrics_token.unwrap_or_else(new_admin_token),
+            metrics_token: Some(partial.metrics_token.unwrap_or_else(new_admin_token)),
         };
         secrets.check(&path)?;
         if !complete {
@@ -158,9 +161,7 @@ impl Secrets {
                 .webhook_secret
                 .ok_or_else(|| missing("webhook_secret"))?,
             admin_token: partial.admin_token.ok_or_else(|| missing("admin_token"))?,
-            metrics_token: partial
-                .metrics_token
-                .ok_or_else(|| missing("metrics_token"))?,
+            metrics_token: partial.metrics_token,
         };
         secrets.check(path).map_err(|e| match e {
             // `check`'s messages start with the key they are about.
@@ -205,12 +206,15 @@ impl Secrets {
                 "admin_token must be at least 32 characters of letters, digits, '-', '_', '.' or '~' (one is generated when the key is absent)",
             );
         }
-        if self.metrics_token.len() < 32 || !url_safe(&self.metrics_token) {
+        let Some(metrics_token) = &self.metrics_token else {
+            return Ok(());
+        };
+        if metrics_token.len() < 32 || !url_safe(metrics_token) {
             return invalid(
                 "metrics_token must be at least 32 characters of letters, digits, '-', '_', '.' or '~' (one is generated when the key is absent)",
             );
         }
-        if self.metrics_token == self.admin_token {
+        if *metrics_token == self.admin_token {
             return invalid(
                 "metrics_token must differ from admin_token: it is handed to scrapers, which must not be able to deploy",
             );
@@ -224,14 +228,18 @@ impl Secrets {
     /// The file cannot be written.
     pub fn save(&self, state_dir: &Path) -> Result<(), SettingsError> {
         let path = Self::path(state_dir);
-        let text = format!(
+        let mut text = format!(
             "# wharf's secrets: keep this file private (mode 0600).\n\
              # Edit by hand or run `wharf rotate`; a running wharf picks up changes.\n\
-             webhook_secret = \"{}\"\nadmin_token = \"{}\"\n\
-             # Opens GET /metrics only: give this one to a Prometheus scraper.\n\
-             metrics_token = \"{}\"\n",
-            self.webhook_secret, self.admin_token, self.metrics_token
+             webhook_secret = \"{}\"\nadmin_token = \"{}\"\n",
+            self.webhook_secret, self.admin_token
         );
+        if let Some(metrics_token) = &self.metrics_token {
+            text.push_str(&format!(
+                "# Opens GET /metrics only: give this one to a Prometheus scraper.\n\
+                 metrics_token = \"{metrics_token}\"\n"
+            ));
+        }
         write_atomic(&path, text.as_bytes(), 0o600)
             .map_err(|source| SettingsError::Io { path, source })
     }
@@ -297,8 +305,9 @@ mod tests {
         std::fs::write(&path, "webhook_secret = \"0123456789abcdef-kept\"\n").unwrap();
         let secrets = Secrets::load_or_create(dir.path()).unwrap();
         assert_eq!(secrets.webhook_secret, "0123456789abcdef-kept");
-        assert_eq!(secrets.metrics_token.len(), 64);
-        assert_ne!(secrets.metrics_token, secrets.admin_token);
+        let metrics_token = secrets.metrics_token.clone().unwrap();
+        assert_eq!(metrics_token.len(), 64);
+        assert_ne!(metrics_token, secrets.admin_token);
         assert_eq!(Secrets::load(dir.path()).unwrap(), secrets);
     }
 
@@ -324,16 +333,35 @@ mod tests {
     }
 
     #[test]
+    fn a_hand_written_file_without_metrics_token_is_valid() {
+        let text = format!(
+            "webhook_secret = \"{}\"\nadmin_token = \"{}\"\n",
+            new_webhook_secret(),
+            new_admin_token()
+        );
+        let secrets = Secrets::parse(Path::new("/s/settings.toml"), &text).unwrap();
+        assert_eq!(secrets.metrics_token, None);
+        let same = format!("{text}metrics_token = \"{}\"\n", secrets.admin_token);
+        let error = Secrets::parse(Path::new("/s/settings.toml"), &same).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("settings.toml:3: metrics_token must differ"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn debug_output_is_redacted() {
         let secrets = Secrets {
             webhook_secret: new_webhook_secret(),
             admin_token: new_admin_token(),
-            metrics_token: new_admin_token(),
+            metrics_token: Some(new_admin_token()),
         };
         let shown = format!("{secrets:?}");
         assert!(!shown.contains(&secrets.webhook_secret));
         assert!(!shown.contains(&secrets.admin_token));
-        assert!(!shown.contains(&secrets.metrics_token));
+        assert!(!shown.contains(secrets.metrics_token.as_deref().unwrap()));
     }
 
     #[test]
