@@ -141,13 +141,7 @@ async fn a_second_daemon_on_the_same_state_dir_exits_and_touches_nothing() {
         ),
     );
     wharf.wait_loaded("web").await;
-    let accepted = wharf
-        .push_until_accepted(r#"{"image": "acme/web:v1"}"#)
-        .await;
-    let id = accepted["deployments"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = wharf.push_one(r#"{"image": "acme/web:v1"}"#).await;
     wharf
         .wait_for(&id, "running", Duration::from_secs(10))
         .await;
@@ -470,13 +464,7 @@ async fn a_metrics_token_opens_metrics_only_and_credentials_stay_out_of_logs() {
         &script_project("acme/web", "true", "[stages.a]\ntags = [\"*\"]"),
     );
     wharf.wait_loaded("web").await;
-    let accepted = wharf
-        .push_until_accepted(r#"{"image": "acme/web:v1"}"#)
-        .await;
-    let id = accepted["deployments"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = wharf.push_one(r#"{"image": "acme/web:v1"}"#).await;
     wharf
         .wait_for(&id, "succeeded", Duration::from_secs(10))
         .await;
@@ -531,13 +519,7 @@ async fn a_script_writing_without_newlines_costs_no_memory() {
     );
     wharf.wait_loaded("flood").await;
     let before = peak_rss_kib(wharf.pid());
-    let accepted = wharf
-        .push_until_accepted(r#"{"image": "acme/flood:v1"}"#)
-        .await;
-    let id = accepted["deployments"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = wharf.push_one(r#"{"image": "acme/flood:v1"}"#).await;
     let done = wharf
         .wait_for(&id, "succeeded", Duration::from_secs(60))
         .await;

@@ -167,6 +167,18 @@ impl Wharf {
         }
     }
 
+    /// Push until accepted (see `push_until_accepted`); the id of the one
+    /// deployment the push recorded.
+    pub async fn push_one(&self, body: &str) -> String {
+        let accepted = self.push_until_accepted(body).await;
+        let deployments = accepted["deployments"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(deployments.len(), 1, "one deployment expected: {accepted}");
+        deployments[0]["id"].as_str().unwrap().to_string()
+    }
+
     /// POST a body with a given secret; only the status.
     pub async fn status_with_secret(&self, secret: &str, body: &str) -> u16 {
         self.post_raw(&format!("/api/webhook/{secret}"), body, &[])
