@@ -536,3 +536,66 @@ async fn a_script_writing_without_newlines_costs_no_memory() {
         "peak RSS grew from {before} KiB to {peak} KiB"
     );
 }
+
+/// A path in the config that names a device read it until memory ran out
+/// (`tls_ca = "/dev/zero"`, a project file linked to `/dev/zero`): files an
+/// operator names are read only when regular, and only up to 4 MiB. The
+/// check runs under a 2 GiB address-space limit so the old behaviour fails
+/// the test instead of the machine.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_path_naming_a_device_is_an_error_not_an_exhaustion() {
+    let temp = tempfile::tempdir().unwrap();
+    let dir = temp.path();
+    std::fs::create_dir_all(dir.join("projects")).unwrap();
+    std::fs::write(
+        dir.join("wharf.toml"),
+        "listen = \"127.0.0.1:0\"\n[hosts.far]\ndocker_host = \"tcp://127.0.0.1:2376\"\ntls_ca = \"/dev/zero\"\ntls_cert = \"/dev/zero\"\ntls_key = \"/dev/zero\"\n",
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("projects/zero.toml")).unwrap();
+    std::fs::write(
+        dir.join("projects/good.toml"),
+        script_project("acme/good", "true", "[stages.a]\ntags = [\"*\"]"),
+    )
+    .unwrap();
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 2097152; exec \"$0\" check --config \"$1\"")
+        .arg(support::BIN)
+        .arg(dir.join("wharf.toml"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "{text}");
+    assert!(
+        text.contains("tls_ca /dev/zero: not a regular file"),
+        "{text}"
+    );
+    // Without the bad host, the project folder is checked: the device is
+    // one file's error, the good project still loads.
+    std::fs::write(dir.join("wharf.toml"), "listen = \"127.0.0.1:0\"\n").unwrap();
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -v 2097152; exec \"$0\" check --config \"$1\"")
+        .arg(support::BIN)
+        .arg(dir.join("wharf.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("zero.toml:1: "), "{stdout}");
+    assert!(stdout.contains("not a regular file"), "{stdout}");
+    assert!(
+        stdout.contains("1 project(s) loaded, 1 with errors"),
+        "{stdout}"
+    );
+}

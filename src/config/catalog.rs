@@ -105,7 +105,7 @@ impl Catalog {
         let Some(name) = project_name(path) else {
             return;
         };
-        let text = match std::fs::read(path) {
+        let text = match wharf_plugin_api::files::read_limited(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.projects.remove(&name);

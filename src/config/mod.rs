@@ -192,7 +192,7 @@ impl DaemonConfig {
             path: file.to_path_buf(),
             source,
         };
-        let bytes = std::fs::read(file).map_err(read)?;
+        let bytes = wharf_plugin_api::files::read_limited(file).map_err(read)?;
         let text = String::from_utf8(bytes).map_err(|e| {
             let valid = e.utf8_error().valid_up_to();
             let before = String::from_utf8_lossy(e.as_bytes().get(..valid).unwrap_or_default());

@@ -98,7 +98,7 @@ impl Secrets {
             source,
         };
         std::fs::create_dir_all(state_dir).map_err(io)?;
-        let existing = match std::fs::read_to_string(&path) {
+        let existing = match wharf_plugin_api::files::read_limited_to_string(&path) {
             Ok(text) => Some(text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io(e)),
@@ -133,9 +133,11 @@ impl Secrets {
     /// As [`Secrets::load_or_create`], and a missing key is an error here.
     pub fn load(state_dir: &Path) -> Result<Secrets, SettingsError> {
         let path = Self::path(state_dir);
-        let text = std::fs::read_to_string(&path).map_err(|source| SettingsError::Io {
-            path: path.clone(),
-            source,
+        let text = wharf_plugin_api::files::read_limited_to_string(&path).map_err(|source| {
+            SettingsError::Io {
+                path: path.clone(),
+                source,
+            }
         })?;
         Self::parse(&path, &text)
     }

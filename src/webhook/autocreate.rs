@@ -149,7 +149,7 @@ fn file_naming(dir: &Path, repository: &str) -> Option<PathBuf> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| is_project_file(p))
         .find(|path| {
-            std::fs::read_to_string(path)
+            wharf_plugin_api::files::read_limited_to_string(path)
                 .ok()
                 .and_then(|text| text.parse::<toml::Table>().ok())
                 .and_then(|table| table.get("image")?.as_str().map(str::to_string))

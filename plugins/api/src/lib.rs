@@ -34,6 +34,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 pub use tokio_util::sync::CancellationToken;
 
+pub mod files;
 pub mod process;
 
 /// A deployer's settings: its TOML table from the project file, with the

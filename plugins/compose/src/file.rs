@@ -27,7 +27,7 @@ impl ComposeFile {
     /// A message naming the file and what is wrong (unreadable, not YAML,
     /// no services).
     pub fn read(path: &Path) -> Result<ComposeFile, String> {
-        let text = std::fs::read_to_string(path)
+        let text = wharf_plugin_api::files::read_limited_to_string(path)
             .map_err(|e| format!("cannot read compose file {}: {e}", path.display()))?;
         ComposeFile::parse(&text).map_err(|e| format!("compose file {} {e}", path.display()))
     }

@@ -117,7 +117,7 @@ pub fn registry_of(repository: &str) -> &str {
 /// The file exists but cannot be read or parsed, or an `auth` entry is not
 /// valid base64 of `user:password`.
 pub fn lookup(path: &Path, registry: &str) -> Result<Lookup, String> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match wharf_plugin_api::files::read_limited_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lookup::None),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),

@@ -204,8 +204,8 @@ fn readable_file(key: &str, path: &Path, pem: Option<&str>) -> Result<(), String
             .map(|_| ())
             .map_err(|e| format!("{key} {}: {e}", path.display()));
     };
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{key} {}: {e}", path.display()))?;
+    let text = wharf_plugin_api::files::read_limited_to_string(path)
+        .map_err(|e| format!("{key} {}: {e}", path.display()))?;
     let holds = text.lines().any(|line| {
         line.strip_prefix("-----BEGIN ")
             .and_then(|rest| rest.strip_suffix("-----"))

@@ -393,7 +393,7 @@ fn container_spec(
 ) -> Result<ContainerSpec, DeployError> {
     let mut env = BTreeMap::new();
     if let Some(path) = &plan.env_file {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = wharf_plugin_api::files::read_limited_to_string(path).map_err(|e| {
             DeployError::Failed(format!(
                 "cannot read env_file {}: {e}; the running container was not touched",
                 path.display()
