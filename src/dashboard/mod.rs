@@ -137,14 +137,24 @@ impl<'r> FromRequest<'r> for Viewer {
 /// Whether a request's `Origin` (when sent) is the dashboard's own: the
 /// origin of the `Host` it was sent to, or of `public_url`. Browsers send
 /// `Origin` on every cross-origin POST, so a forged form from another site
-/// is refused here even before its (missing) CSRF token is looked at.
+/// is refused here even before its (missing) CSRF token is looked at; and
+/// `Sec-Fetch-Site`, which must not say another site. `Origin: null` passes
+/// this check: the dashboard's own forms send it, because its pages are
+/// served with `Referrer-Policy: no-referrer`; such a request still needs
+/// the session's CSRF token.
 pub fn same_origin(request: &Request<'_>, public_url: Option<&str>) -> bool {
-    if request.headers().get_one("Sec-Fetch-Site") == Some("cross-site") {
+    if matches!(
+        request.headers().get_one("Sec-Fetch-Site"),
+        Some("cross-site" | "same-site")
+    ) {
         return false;
     }
     let Some(origin) = request.headers().get_one("Origin") else {
         return true;
     };
+    if origin == "null" {
+        return true;
+    }
     let origin = origin.trim_end_matches('/');
     let host = request.headers().get_one("Host").unwrap_or("");
     let own = !host.is_empty()
