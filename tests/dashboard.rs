@@ -421,6 +421,78 @@ async fn forged_and_replayed_requests_are_refused() {
     assert_eq!(approved.status(), 303);
     wharf.wait_for(&pending, "succeeded", WAIT).await;
 
+    eprintln!("step: Deploy and Rotate webhook URL");
+    // Deploy a tag to a stage, from the dashboard's form.
+    let deployed = http
+        .post(format!("{base}/ui/deploy"))
+        .header("Cookie", &cookie)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("project", "web"),
+            ("stage", "staging"),
+            ("tag", "main-manual"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deployed.status(), 303);
+    let id = deployed.headers()["location"]
+        .to_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let manual = wharf.wait_for(&id, "succeeded", WAIT).await;
+    assert_eq!(manual["trigger"], "manual");
+    // Rotation: a confirmation page, then the new URL, shown once.
+    let confirm = http
+        .get(format!("{base}/ui/rotate"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        confirm.contains(">Rotate webhook URL</button>"),
+        "{confirm}"
+    );
+    let old_secret = wharf.secret();
+    let rotated = http
+        .post(format!("{base}/ui/rotate"))
+        .header("Cookie", &cookie)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rotated.status(), 200);
+    assert_eq!(rotated.headers()["cache-control"], "no-store");
+    let shown = rotated.text().await.unwrap();
+    let new_secret = wharf.secret();
+    assert_ne!(new_secret, old_secret);
+    assert!(
+        shown.contains(&format!("/api/webhook/{new_secret}")),
+        "{shown}"
+    );
+    assert_eq!(
+        wharf
+            .status_with_secret(&old_secret, &push_body("main-x"))
+            .await,
+        404
+    );
+    let overview = http
+        .get(format!("{base}/"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!overview.contains(&new_secret) && !overview.contains(&wharf.token()));
+
     eprintln!("step: The bearer token opens");
     // The bearer token opens the event stream too; a wrong one does not.
     let mut events = http
@@ -497,5 +569,5 @@ async fn forged_and_replayed_requests_are_refused() {
         .await
         .unwrap();
     assert_eq!(limited.status(), 429);
-    wharf.assert_no_secrets_logged(&[&old_token, &new_token, &wharf.secret()]);
+    wharf.assert_no_secrets_logged(&[&old_token, &new_token, &old_secret, &wharf.secret()]);
 }
