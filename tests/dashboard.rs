@@ -571,3 +571,24 @@ async fn forged_and_replayed_requests_are_refused() {
     assert_eq!(limited.status(), 429);
     wharf.assert_no_secrets_logged(&[&old_token, &new_token, &old_secret, &wharf.secret()]);
 }
+
+#[tokio::test]
+async fn behind_https_the_session_cookie_is_secure() {
+    let wharf = Wharf::start("public_url = \"https://deploy.example.com\"").await;
+    let http = no_redirects();
+    let sign_in = |origin: &'static str| {
+        http.post(format!("{}/ui/login", wharf.base))
+            .header("Origin", origin)
+            .form(&[("token", wharf.token())])
+            .send()
+    };
+    let foreign = sign_in("https://evil.example").await.unwrap();
+    assert_eq!(foreign.status(), 403);
+    assert!(foreign.headers().get("set-cookie").is_none());
+    let own = sign_in("https://deploy.example.com").await.unwrap();
+    assert_eq!(own.status(), 303);
+    let cookie = own.headers()["set-cookie"].to_str().unwrap();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Secure"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+}
