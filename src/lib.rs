@@ -6,6 +6,8 @@
 //!
 //! - [`api`]: the Rocket app — the webhook route (secret check, body limit),
 //!   the admin API, `/healthz`, `/metrics`; request logging without secrets.
+//! - [`dashboard`]: the web dashboard at `/` (sessions, pages, live events),
+//!   embedded in the binary.
 //! - [`webhook`]: payload formats → pushes ([`webhook::payload`]), signatures
 //!   ([`webhook::signature`]), matching pushes to stages ([`webhook::matching`]).
 //! - [`reference`]: Docker image references, parsed and normalized like Docker.
@@ -26,6 +28,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod dashboard;
 pub mod deploy;
 pub mod metrics;
 pub mod plugins;

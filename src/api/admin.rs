@@ -99,6 +99,20 @@ impl<'r> FromRequest<'r> for MetricsReader {
 
 #[post("/api/admin/rotate")]
 async fn rotate(_admin: Admin, app: &State<App>) -> Result<Value, ApiError> {
+    let (webhook_url, webhook_secret) = rotate_secret(app).await?;
+    Ok(json!({
+        "webhook_url": webhook_url,
+        "webhook_secret": webhook_secret,
+    }))
+}
+
+/// A new webhook secret, persisted before it takes effect (the old one is
+/// 404 from then on). Returns the new URL and secret. Shared by the admin
+/// API and the dashboard.
+///
+/// # Errors
+/// `settings.toml` cannot be written: the old secret stays in force.
+pub async fn rotate_secret(app: &App) -> Result<(String, String), ApiError> {
     let rotated = app.secrets.load().rotated();
     let state_dir = app.config.state_dir.clone();
     let saved = rotated.clone();
@@ -110,11 +124,11 @@ async fn rotate(_admin: Admin, app: &State<App>) -> Result<Value, ApiError> {
             ApiError::Internal("cannot write settings.toml; the old secret stays in force".into())
         })?;
     app.secrets.store(std::sync::Arc::new(rotated.clone()));
-    tracing::info!("webhook secret rotated through the admin API");
-    Ok(json!({
-        "webhook_url": app.webhook_url(&rotated.webhook_secret),
-        "webhook_secret": rotated.webhook_secret,
-    }))
+    tracing::info!("webhook secret rotated");
+    Ok((
+        app.webhook_url(&rotated.webhook_secret),
+        rotated.webhook_secret,
+    ))
 }
 
 #[derive(Serialize)]
@@ -268,16 +282,32 @@ async fn deployment(
 
 #[post("/api/admin/deployments/<id>/approve")]
 async fn approve(_admin: Admin, app: &State<App>, id: &str) -> Result<Json<Deployment>, ApiError> {
-    match app.engine.approve(id).await? {
-        Some(deployment) => Ok(Json(deployment)),
-        None => Err(not_awaiting(app, id).await),
-    }
+    approve_deployment(app, id).await.map(Json)
 }
 
 #[post("/api/admin/deployments/<id>/reject")]
 async fn reject(_admin: Admin, app: &State<App>, id: &str) -> Result<Json<Deployment>, ApiError> {
+    reject_deployment(app, id).await.map(Json)
+}
+
+/// Queue an `awaiting_approval` deployment (admin API and dashboard).
+///
+/// # Errors
+/// No such deployment (404), not awaiting approval (409), the store failed.
+pub async fn approve_deployment(app: &App, id: &str) -> Result<Deployment, ApiError> {
+    match app.engine.approve(id).await? {
+        Some(deployment) => Ok(deployment),
+        None => Err(not_awaiting(app, id).await),
+    }
+}
+
+/// Reject an `awaiting_approval` deployment (admin API and dashboard).
+///
+/// # Errors
+/// As for [`approve_deployment`].
+pub async fn reject_deployment(app: &App, id: &str) -> Result<Deployment, ApiError> {
     match app.engine.reject(id).await? {
-        Some(deployment) => Ok(Json(deployment)),
+        Some(deployment) => Ok(deployment),
         None => Err(not_awaiting(app, id).await),
     }
 }
@@ -308,10 +338,25 @@ async fn deploy(
     app: &State<App>,
     body: Json<DeployBody>,
 ) -> Result<(Status, Json<Deployment>), ApiError> {
-    if !is_valid_tag(&body.tag) {
-        return Err(ApiError::BadRequest(format!("invalid tag '{}'", body.tag)));
+    let deployment = manual_deploy(app, &body.project, &body.stage, &body.tag).await?;
+    Ok((Status::Accepted, Json(deployment)))
+}
+
+/// Record a manual deployment of `tag` to a stage (admin API and dashboard).
+///
+/// # Errors
+/// An invalid tag (400), an unknown project or stage (404), shutting down
+/// (503), the store failed.
+pub async fn manual_deploy(
+    app: &App,
+    project: &str,
+    stage: &str,
+    tag: &str,
+) -> Result<Deployment, ApiError> {
+    if !is_valid_tag(tag) {
+        return Err(ApiError::BadRequest(format!("invalid tag {}", echo(tag))));
     }
-    let new = new_deployment(app, &body.project, &body.stage, &body.tag, None, "manual")?;
+    let new = new_deployment(app, project, stage, tag, None, "manual")?;
     record(app, new).await
 }
 
@@ -327,10 +372,25 @@ async fn rollback(
     app: &State<App>,
     body: Json<RollbackBody>,
 ) -> Result<(Status, Json<Deployment>), ApiError> {
+    let deployment = rollback_stage(app, &body.project, &body.stage).await?;
+    Ok((Status::Accepted, Json(deployment)))
+}
+
+/// Redeploy the image of a stage's previous succeeded deployment (admin API
+/// and dashboard).
+///
+/// # Errors
+/// An unknown project or stage (404), no earlier succeeded deployment with
+/// another image (409), shutting down (503), the store failed.
+pub async fn rollback_stage(
+    app: &App,
+    project_name: &str,
+    stage_name: &str,
+) -> Result<Deployment, ApiError> {
     // An unknown project or stage is a 404, as for a deploy, before its
     // history is asked: no history would read as a 409 conflict.
-    known_stage(app, &body.project, &body.stage)?;
-    let (project, stage) = (body.project.clone(), body.stage.clone());
+    known_stage(app, project_name, stage_name)?;
+    let (project, stage) = (project_name.to_string(), stage_name.to_string());
     let succeeded = app
         .engine
         .store()
@@ -338,8 +398,7 @@ async fn rollback(
         .await?;
     let Some(current) = succeeded.first() else {
         return Err(ApiError::Conflict(format!(
-            "{}/{} has no succeeded deployment yet",
-            body.project, body.stage
+            "{project_name}/{stage_name} has no succeeded deployment yet"
         )));
     };
     let Some(previous) = succeeded
@@ -347,14 +406,14 @@ async fn rollback(
         .find(|d| d.tag != current.tag || d.digest != current.digest)
     else {
         return Err(ApiError::Conflict(format!(
-            "{}/{} has no earlier succeeded deployment with another image than {}",
-            body.project, body.stage, current.tag
+            "{project_name}/{stage_name} has no earlier succeeded deployment with another image than {}",
+            current.tag
         )));
     };
     let new = new_deployment(
         app,
-        &body.project,
-        &body.stage,
+        project_name,
+        stage_name,
         &previous.tag,
         previous.digest.clone(),
         "rollback",
@@ -402,15 +461,14 @@ fn known_stage(app: &App, project: &str, stage: &str) -> Result<(Arc<Project>, S
     Ok((project, stage))
 }
 
-async fn record(app: &App, new: NewDeployment) -> Result<(Status, Json<Deployment>), ApiError> {
+async fn record(app: &App, new: NewDeployment) -> Result<Deployment, ApiError> {
     if !app.engine.is_accepting() {
         return Err(ApiError::Unavailable);
     }
     let recorded = app.engine.submit(vec![new], Vec::new()).await?;
-    let deployment = recorded
+    recorded
         .and_then(|mut d| d.pop())
-        .ok_or_else(|| ApiError::Internal("deployment not recorded".into()))?;
-    Ok((Status::Accepted, Json(deployment)))
+        .ok_or_else(|| ApiError::Internal("deployment not recorded".into()))
 }
 
 #[get("/metrics")]

@@ -122,6 +122,7 @@ pub fn build(app: App, figment: Figment) -> Rocket<Build> {
         .attach(webhook::stage())
         .attach(admin::stage())
         .attach(health::stage())
+        .attach(crate::dashboard::stage())
 }
 
 /// Every error status gets a small JSON body. For 404 this is the one body

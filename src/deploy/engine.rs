@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn, Instrument};
 use wharf_plugin_api::{
@@ -31,6 +31,9 @@ const LOG_FLUSH_LIMIT: Duration = Duration::from_secs(5);
 const STORE_RETRY: Duration = Duration::from_secs(1);
 /// Tries of an outcome write (a full disk may free up): about 6 s in all.
 const OUTCOME_RETRIES: u32 = 6;
+/// Changes a slow live view may fall behind by before it skips some (it is
+/// told so and reloads what it shows).
+const CHANGES_BUFFER: usize = 256;
 
 type StageKey = (String, String);
 
@@ -48,6 +51,9 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Every deployment that reached a final status, for notifications.
     finished: mpsc::UnboundedSender<Deployment>,
+    /// Every change of a deployment (recorded, approved, running, ended),
+    /// for the dashboard's live view. Sent only while someone listens.
+    changes: broadcast::Sender<Deployment>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -76,6 +82,7 @@ impl Engine {
             cancel: CancellationToken::new(),
             metrics,
             finished,
+            changes: broadcast::channel(CHANGES_BUFFER).0,
         })
     }
 
@@ -85,6 +92,19 @@ impl Engine {
 
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog.load_full()
+    }
+
+    /// A receiver of every deployment change from now on (see `changes`).
+    pub fn subscribe(&self) -> broadcast::Receiver<Deployment> {
+        self.changes.subscribe()
+    }
+
+    /// Tell live views about a changed deployment; nothing is cloned when
+    /// no one listens.
+    fn changed(&self, deployment: &Deployment) {
+        if self.changes.receiver_count() > 0 {
+            let _ = self.changes.send(deployment.clone());
+        }
     }
 
     pub fn registry(&self) -> &Registry {
@@ -124,6 +144,7 @@ impl Engine {
             return Ok(None);
         };
         for deployment in &recorded.deployments {
+            self.changed(deployment);
             if deployment.status == Status::Queued {
                 self.kick(&deployment.project, &deployment.stage);
             }
@@ -142,6 +163,7 @@ impl Engine {
     pub async fn approve(self: &Arc<Self>, id: &str) -> Result<Option<Deployment>, StoreError> {
         let approved = self.decide(id, Status::Queued, "approved").await?;
         if let Some(deployment) = &approved {
+            self.changed(deployment);
             self.kick(&deployment.project, &deployment.stage);
         }
         Ok(approved)
@@ -234,6 +256,7 @@ impl Engine {
                     for superseded in claimed.superseded {
                         self.ended(superseded);
                     }
+                    self.changed(&claimed.deployment);
                     self.run(claimed.deployment).await;
                     drop(permit);
                 }
@@ -363,6 +386,7 @@ impl Engine {
     }
 
     fn ended(&self, deployment: Deployment) {
+        self.changed(&deployment);
         let _ = self.finished.send(deployment);
     }
 
