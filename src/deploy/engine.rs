@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn, Instrument};
 use wharf_plugin_api::{
     CancellationToken, DeployContext, DeployError, DeployRequest, LogLine, LogSink, Registry,
+    Routes,
 };
 
 use super::store::{now_ms, Deployment, NewDeployment, Status, Store, StoreError};
@@ -48,6 +49,8 @@ pub struct Engine {
     metrics: Arc<Metrics>,
     /// Every deployment that reached a final status, for notifications.
     finished: mpsc::UnboundedSender<Deployment>,
+    /// The route proxy, handed to every deployment.
+    routes: Option<Arc<dyn Routes>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -64,6 +67,7 @@ impl Engine {
         max_concurrent: usize,
         metrics: Arc<Metrics>,
         finished: mpsc::UnboundedSender<Deployment>,
+        routes: Option<Arc<dyn Routes>>,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
@@ -76,6 +80,7 @@ impl Engine {
             cancel: CancellationToken::new(),
             metrics,
             finished,
+            routes,
         })
     }
 
@@ -342,6 +347,7 @@ impl Engine {
         let context = DeployContext {
             log: log.clone(),
             cancel: self.cancel.child_token(),
+            routes: self.routes.clone(),
         };
         let rerun_safe = plugin.rerun_is_safe(&request.settings);
         // Its own task, so a panicking plugin fails one deployment, not wharf.
