@@ -20,6 +20,7 @@ pub mod hosts;
 pub mod probe;
 pub mod replace;
 pub mod rollout;
+pub mod routed;
 pub mod settings;
 
 use std::time::{Duration, Instant};
