@@ -96,6 +96,13 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
     } else {
         ProxyClient::new(&config.state_dir)
     };
+    // A stage with a route needs the proxy even before its next
+    // deployment (its address must answer now): start it, if it is ours to.
+    if config.proxy.manage && catalog.load().has_routes() {
+        if let Err(e) = routes.list().await {
+            warn!(error = %e, "the route proxy is not running; routed stages fail to deploy until it is");
+        }
+    }
     let engine = Engine::new(
         store,
         catalog,

@@ -193,6 +193,11 @@ impl Catalog {
         None
     }
 
+    /// Whether any docker stage has a `[docker.route]`.
+    pub fn has_routes(&self) -> bool {
+        self.projects.values().any(|p| !route_listens(p).is_empty())
+    }
+
     fn index(&mut self) {
         self.by_repository.clear();
         self.by_repository.reserve(self.projects.len());

@@ -53,6 +53,9 @@ pub async fn run(state_dir: PathBuf) -> anyhow::Result<()> {
     )?;
     let table = Arc::new(table);
     write_pid(&state_dir);
+    // Under systemd (wharf-proxy.service, Type=notify): ready once the
+    // socket is bound and the saved routes listen. Outside it, a no-op.
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     info!(
         state_dir = %state_dir.display(),
         routes = table.states().len(),
@@ -65,6 +68,7 @@ pub async fn run(state_dir: PathBuf) -> anyhow::Result<()> {
         _ = terms.recv() => {}
         _ = ints.recv() => {}
     }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = std::fs::remove_file(state_dir.join(control::SOCKET_FILE));
     let _ = std::fs::remove_file(state_dir.join(PID_FILE));
     info!("route proxy stopped");
