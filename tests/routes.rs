@@ -253,6 +253,17 @@ impl Stack {
     }
 }
 
+/// Whether `pid` has exited (a zombie counts: whoever adopted the proxy
+/// when its daemon died may reap it late).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => true,
+    }
+}
+
 fn app(version: &str) -> Behaviour {
     Behaviour::BootsSlowly {
         version: version.into(),
@@ -417,11 +428,7 @@ async fn deployments_and_daemon_restarts_under_load_drop_no_request() {
     support::signal(old_proxy, "TERM");
     let down = Instant::now();
     assert!(
-        support::eventually(Duration::from_secs(10), || !std::path::Path::new(&format!(
-            "/proc/{old_proxy}"
-        ))
-        .exists())
-        .await,
+        support::eventually(Duration::from_secs(10), || gone(old_proxy)).await,
         "the proxy did not stop on SIGTERM"
     );
     let mut proxy = std::process::Command::new(support::BIN)

@@ -24,12 +24,17 @@ use wharf_plugin_api::routes::RouteMode;
 
 use table::{Route, Table};
 
+/// How long requests in flight may take to finish when the proxy stops.
+const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The proxy's pid file in the state dir (for operators and tests).
 pub const PID_FILE: &str = "proxy.pid";
 
-/// Run the proxy for `state_dir` until SIGTERM or SIGINT. Connections in
-/// flight are not waited for: a restart (systemd, an upgrade) loses them,
-/// which is why the daemon never restarts the proxy itself.
+/// Run the proxy for `state_dir` until SIGTERM or SIGINT; then it stops
+/// accepting at once and gives requests in flight a few seconds. Between
+/// this proxy letting go of its addresses and the next one binding them,
+/// new connections are refused: that is why the daemon never restarts the
+/// proxy itself.
 ///
 /// # Errors
 /// The state dir or the saved table cannot be read, or another proxy
@@ -64,13 +69,26 @@ pub async fn run(state_dir: PathBuf) -> anyhow::Result<()> {
     let mut terms = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut ints = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     tokio::select! {
-        () = control::serve(control, table) => {}
+        () = control::serve(control, table.clone()) => {}
         _ = terms.recv() => {}
         _ = ints.recv() => {}
     }
+    // A restart (systemd, an upgrade): let go of the socket and the
+    // addresses first, so the next proxy can take them at once, then let
+    // what is in flight finish.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     let _ = std::fs::remove_file(state_dir.join(control::SOCKET_FILE));
-    let _ = std::fs::remove_file(state_dir.join(PID_FILE));
+    table.stop_listening().await;
+    let deadline = tokio::time::Instant::now() + STOP_GRACE;
+    while table.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The next proxy may already have written its own.
+    let pid_file = state_dir.join(PID_FILE);
+    if std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == std::process::id().to_string())
+    {
+        let _ = std::fs::remove_file(&pid_file);
+    }
     info!("route proxy stopped");
     Ok(())
 }

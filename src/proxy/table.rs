@@ -20,6 +20,9 @@ use wharf_plugin_api::routes::{Draining, RouteMode, RouteSpec, RouteState};
 
 use crate::config::atomic::write_atomic;
 
+/// How long a restored route waits for its address to be free.
+const RESTART_BIND_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The table's file in the state dir.
 pub const TABLE_FILE: &str = "routes.json";
 
@@ -161,14 +164,17 @@ impl Route {
         }
     }
 
-    fn stop_listening(&self) {
-        if let Some(task) = self
+    /// Stop accepting; returns once the listening socket is closed, so
+    /// the address is free when this returns.
+    async fn stop_listening(&self) {
+        let task = self
             .listener
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
+            .take();
+        if let Some(task) = task {
             task.abort();
+            let _ = task.await;
         }
     }
 }
@@ -247,7 +253,7 @@ impl Table {
         let mut routes = BTreeMap::new();
         for spec in saved.routes {
             let route = Arc::new(Route::new(spec));
-            match (table.listen)(route.clone()) {
+            match table.listen_again(&route) {
                 Ok(task) => {
                     info!(listen = %route.listen, upstream = %route.spec().upstream.address, "route restored");
                     *route.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
@@ -260,6 +266,23 @@ impl Table {
         }
         table.routes.store(Arc::new(routes));
         Ok(table)
+    }
+
+    /// Bind a restored route, waiting a little while its address is still
+    /// in use: the proxy before this one may be letting go of it.
+    fn listen_again(&self, route: &Arc<Route>) -> std::io::Result<JoinHandle<()>> {
+        let deadline = std::time::Instant::now() + RESTART_BIND_WAIT;
+        loop {
+            match (self.listen)(route.clone()) {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
     }
 
     pub fn states(&self) -> Vec<RouteState> {
@@ -293,14 +316,14 @@ impl Table {
                 // A mode change rebinds: the old listener must let go first.
                 let task = match (task, existing) {
                     (Err(_), Some(old)) => {
-                        old.stop_listening();
+                        old.stop_listening().await;
                         (self.listen)(route.clone()).map_err(|source| TableError::Bind {
                             listen: route.listen,
                             source,
                         })?
                     }
                     (task, Some(old)) => {
-                        old.stop_listening();
+                        old.stop_listening().await;
                         task?
                     }
                     (task, None) => task?,
@@ -309,7 +332,7 @@ impl Table {
                 let mut next = (*routes).clone();
                 next.insert(route.listen, route.clone());
                 if let Err(e) = self.save(&next) {
-                    route.stop_listening();
+                    route.stop_listening().await;
                     return Err(e);
                 }
                 self.routes.store(Arc::new(next));
@@ -333,9 +356,26 @@ impl Table {
         next.remove(&listen);
         self.save(&next)?;
         self.routes.store(Arc::new(next));
-        route.stop_listening();
+        route.stop_listening().await;
         info!(listen = %listen, "route removed");
         Ok(true)
+    }
+
+    /// Stop accepting on every route (their addresses are free for the
+    /// next proxy at once); what is in flight goes on.
+    pub async fn stop_listening(&self) {
+        for route in self.routes.load().values() {
+            route.stop_listening().await;
+        }
+    }
+
+    /// Requests and connections in flight on every route, old upstreams
+    /// included.
+    pub fn in_flight(&self) -> u64 {
+        self.states()
+            .iter()
+            .map(|s| s.in_flight + s.draining.iter().map(|d| d.in_flight).sum::<u64>())
+            .sum()
     }
 
     fn save(&self, routes: &BTreeMap<SocketAddr, Arc<Route>>) -> Result<(), TableError> {
