@@ -311,7 +311,7 @@ async fn deployments_and_daemon_restarts_under_load_drop_no_request() {
     let listen = free_port();
     stack
         .project(&format!(
-            "health = {{ http = {{ path = \"/\", port = 80 }}, timeout = \"20s\" }}\nkeep_images = 0\n\n[docker.route]\nlisten = \"127.0.0.1:{listen}\"\nport = 80\ndrain = \"10s\"\n"
+            "health = {{ http = {{ path = \"/\", port = 80 }}, timeout = \"20s\" }}\nkeep_images = 0\n# httpd as PID 1 ignores SIGTERM: without the drain, the old container\n# (and a request in flight on it) would be killed 1 s after the switch.\nstop_timeout = \"1s\"\n\n[docker.route]\nlisten = \"127.0.0.1:{listen}\"\nport = 80\ndrain = \"10s\"\n"
         ))
         .await;
 
@@ -491,4 +491,64 @@ async fn deployments_and_daemon_restarts_under_load_drop_no_request() {
     );
     let _ = proxy.kill();
     let _ = proxy.wait();
+}
+
+/// wharf is killed right after the switch, before the old container was
+/// renamed past the commit point: the names alone would say "not verified",
+/// but the proxy's table says the new container serves, so recovery keeps
+/// it, and traffic never notices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_crash_right_after_the_switch_keeps_the_new_container_serving() {
+    if !docker_or_skip("a_crash_right_after_the_switch_keeps_the_new_container_serving") {
+        return;
+    }
+    let mut stack = Stack::start("routes-crash").await;
+    let listen = free_port();
+    stack
+        .project(&format!(
+            "health = {{ http = {{ path = \"/\", port = 80 }} }}\nkeep_images = 0\n\n[docker.route]\nlisten = \"127.0.0.1:{listen}\"\nport = 80\ndrain = \"2s\"\n"
+        ))
+        .await;
+    assert_status(&stack.push_and_wait("v1", app("v1")).await, "succeeded");
+    let load = Load::start(listen);
+
+    stack.wharf.terminate().await;
+    stack
+        .wharf
+        .set_env("WHARF_TEST_PAUSE_AT", Some("docker:after-switch"));
+    stack.wharf.launch().await;
+    build_and_push(&stack.image("v2"), &app("v2"));
+    let (status, body) = stack
+        .wharf
+        .admin_post(
+            "/api/admin/deploy",
+            serde_json::json!({"project": stack.name, "stage": "dev", "tag": "v2"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    stack.wait_log("v2", "pausing at docker:after-switch").await;
+    let container = format!("wharf-{}-dev", stack.name);
+    assert!(
+        common::inspect(&format!("{container}-wharf-old")).is_some(),
+        "the old container waits under the backup name"
+    );
+    stack.wharf.kill9();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    stack.wharf.set_env("WHARF_TEST_PAUSE_AT", None);
+    stack.wharf.launch().await;
+    let v2 = stack.outcome("v2").await;
+    assert_status(&v2, "succeeded");
+    let log = log_text(&v2);
+    assert!(
+        log.contains("whose route already serves"),
+        "recovery read the proxy's table: {log}"
+    );
+    let after = Instant::now();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(load.versions_since(after), ["v2"]);
+    assert!(common::inspect(&format!("{container}-wharf-old")).is_none());
+    assert!(common::inspect(&format!("{container}-wharf-retired")).is_none());
+    assert_no_failures(&load, "through a crash right after the switch");
+    load.stop().await;
 }
