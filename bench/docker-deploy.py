@@ -186,19 +186,23 @@ class Bench:
         for tag in tags:
             docker("rmi", f"{self.repository}:{tag}", check=False)
 
-    def start_wharf(self, wharf_port: int) -> None:
-        (self.dir / "projects").mkdir()
-        (self.dir / "wharf.toml").write_text(
-            'listen = "127.0.0.1:0"\nprojects_dir = "projects"\nstate_dir = "state"\n'
-            '[auto_create]\nenabled = false\n'
-        )
-        (self.dir / "projects" / "bench.toml").write_text(
+    def project(self, wharf_port: int) -> str:
+        """The project file: the stage's container on a fixed host port."""
+        return (
             f'image = "{self.repository}"\n\n[stages.prod]\ntags = ["wharf-*"]\n\n'
             f'[docker]\nname = "{self.containers[0]}"\n'
             f'ports = ["127.0.0.1:{wharf_port}:80"]\n'
             'health = { http = { path = "/", port = 80 } }\n'
             "keep_images = 0\n"
         )
+
+    def start_wharf(self, wharf_port: int) -> None:
+        (self.dir / "projects").mkdir()
+        (self.dir / "wharf.toml").write_text(
+            'listen = "127.0.0.1:0"\nprojects_dir = "projects"\nstate_dir = "state"\n'
+            '[auto_create]\nenabled = false\n'
+        )
+        (self.dir / "projects" / "bench.toml").write_text(self.project(wharf_port))
         self.wharf = subprocess.Popen(
             [self.wharf_bin, "--config", str(self.dir / "wharf.toml")],
             stdin=subprocess.DEVNULL,

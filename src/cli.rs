@@ -1,4 +1,4 @@
-//! The command line: `wharf serve` (default), `check`, `url`, `rotate`, and
+//! The command line: `wharf serve` (default), `proxy`, `routes`, `check`, `url`, `rotate`, and
 //! commands over the admin API (`status`, `deployments`, `logs`, `approve`,
 //! `reject`, `deploy`, `rollback`) that read the daemon's address and the
 //! admin token from the same config and settings files the daemon uses.
@@ -70,6 +70,17 @@ pub enum Command {
     },
     /// Redeploy the previous succeeded tag of a stage.
     Rollback { project: String, stage: String },
+    /// The routes the proxy serves: listen address, project/stage, the
+    /// container and image it points to, requests in flight. Read from the
+    /// proxy's socket, so it works with the daemon stopped.
+    Routes,
+    /// Run the route proxy (systemd: wharf-proxy.service; `wharf serve`
+    /// starts one itself unless `[proxy] manage = false`).
+    Proxy {
+        /// The state dir whose routes it serves (default: the config's).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
+    },
 }
 
 /// `wharf check`: print what is wrong, file:line first. Returns whether
@@ -246,6 +257,41 @@ pub fn rotate(config: &DaemonConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `wharf routes`: one line per route, from the proxy itself.
+///
+/// # Errors
+/// No proxy answers for the state dir.
+pub async fn routes(config: &DaemonConfig) -> anyhow::Result<()> {
+    let client = crate::proxy::client::ProxyClient::new(&config.state_dir);
+    let routes = client.list().await.map_err(|e| anyhow::anyhow!(e))?;
+    if routes.is_empty() {
+        println!("no routes");
+    }
+    for route in routes {
+        let draining: Vec<String> = route
+            .draining
+            .iter()
+            .map(|d| format!("{} ({} in flight)", d.address, d.in_flight))
+            .collect();
+        println!(
+            "{}  {}/{}  {}  {}  -> {}  in flight {}{}",
+            route.spec.listen,
+            route.spec.project,
+            route.spec.stage,
+            route.spec.upstream.container,
+            route.spec.upstream.image,
+            route.spec.upstream.address,
+            route.in_flight,
+            if draining.is_empty() {
+                String::new()
+            } else {
+                format!("  draining {}", draining.join(", "))
+            }
+        );
+    }
+    Ok(())
+}
+
 /// A small client for the admin API.
 struct AdminClient {
     base: String,
@@ -388,7 +434,12 @@ pub async fn admin(
                 )
                 .await?,
         ),
-        Command::Serve | Command::Check | Command::Url | Command::Rotate => {
+        Command::Serve
+        | Command::Check
+        | Command::Url
+        | Command::Rotate
+        | Command::Routes
+        | Command::Proxy { .. } => {
             unreachable!("not an admin command")
         }
     }

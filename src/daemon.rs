@@ -32,6 +32,7 @@ use crate::deploy::notify;
 use crate::deploy::store::Store;
 use crate::metrics::Metrics;
 use crate::plugins;
+use crate::proxy::client::ProxyClient;
 use readiness::Notifier;
 
 /// How long a sender's event id is remembered to drop redeliveries: a week.
@@ -90,6 +91,18 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
         notifier.clone(),
     );
     let readiness = notifier.fairing(catalog.clone());
+    let routes = if config.proxy.manage {
+        ProxyClient::managing(&config.state_dir)
+    } else {
+        ProxyClient::new(&config.state_dir)
+    };
+    // A stage with a route needs the proxy even before its next
+    // deployment (its address must answer now): start it, if it is ours to.
+    if config.proxy.manage && catalog.load().has_routes() {
+        if let Err(e) = routes.list().await {
+            warn!(error = %e, "the route proxy is not running; routed stages fail to deploy until it is");
+        }
+    }
     let engine = Engine::new(
         store,
         catalog,
@@ -97,6 +110,7 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
         config.deploy.max_concurrent,
         metrics.clone(),
         finished,
+        Some(Arc::new(routes.clone())),
     );
     engine
         .recover()
@@ -108,6 +122,7 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
         secrets,
         engine: engine.clone(),
         metrics,
+        routes,
         bound: OnceLock::new(),
     };
     let rocket = api::build(app, api::rocket_figment(&config))

@@ -17,6 +17,9 @@
 //!   per stage, recovery, shutdown) and notifications.
 //! - [`plugins`]: the deployer plugins compiled in; each lives in its own
 //!   crate under `plugins/` and speaks only `wharf-plugin-api`.
+//! - [`proxy`]: `wharf proxy`, the route proxy (its own process) that
+//!   keeps a stage's address while its container is replaced, and the
+//!   daemon's client for it.
 //! - [`daemon`]: `wharf serve`, wiring all of the above; [`cli`]: the rest of
 //!   the command line.
 
@@ -32,5 +35,6 @@ pub mod dashboard;
 pub mod deploy;
 pub mod metrics;
 pub mod plugins;
+pub mod proxy;
 pub mod reference;
 pub mod webhook;

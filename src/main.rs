@@ -38,6 +38,10 @@ fn main() -> ExitCode {
         },
         Command::Url => cli::url(&config),
         Command::Rotate => cli::rotate(&config),
+        Command::Routes => runtime.block_on(cli::routes(&config)),
+        Command::Proxy { state_dir } => runtime.block_on(wharf::proxy::run(
+            state_dir.unwrap_or_else(|| config.state_dir.clone()),
+        )),
         admin => runtime.block_on(cli::admin(&config, cli.server.as_deref(), admin)),
     };
     match result {

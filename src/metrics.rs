@@ -193,6 +193,45 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// The proxy's counters, appended to `/metrics`: routed requests by route
+/// and status, switches, and requests in flight by route.
+pub fn render_routes(out: &mut String, routes: &[wharf_plugin_api::routes::RouteState]) {
+    out.push_str("# HELP wharf_routed_requests_total Requests (or TCP connections) through a route, by status, since the proxy started.\n");
+    out.push_str("# TYPE wharf_routed_requests_total counter\n");
+    for route in routes {
+        for (status, count) in &route.requests {
+            let _ = writeln!(
+                out,
+                "wharf_routed_requests_total{{route=\"{}\",status=\"{}\"}} {count}",
+                route.spec.listen,
+                escape(status)
+            );
+        }
+    }
+    out.push_str(
+        "# HELP wharf_route_switches_total Upstream changes of a route since the proxy started.\n",
+    );
+    out.push_str("# TYPE wharf_route_switches_total counter\n");
+    for route in routes {
+        let _ = writeln!(
+            out,
+            "wharf_route_switches_total{{route=\"{}\"}} {}",
+            route.spec.listen, route.switches
+        );
+    }
+    out.push_str("# HELP wharf_route_in_flight Requests in flight through a route, old upstreams included.\n");
+    out.push_str("# TYPE wharf_route_in_flight gauge\n");
+    for route in routes {
+        let draining: u64 = route.draining.iter().map(|d| d.in_flight).sum();
+        let _ = writeln!(
+            out,
+            "wharf_route_in_flight{{route=\"{}\"}} {}",
+            route.spec.listen,
+            route.in_flight + draining
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

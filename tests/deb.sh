@@ -56,6 +56,13 @@ else
   echo "systemd-analyze security --offline does not run here: $security"
 fi
 
+step "the route proxy's unit"
+proxy_unit=/usr/lib/systemd/system/wharf-proxy.service
+[ -f "$proxy_unit" ] || fail "no $proxy_unit"
+systemd-analyze verify "$proxy_unit"
+grep -q '^manage = false$' /etc/wharf/wharf.toml || fail "the packaged config should leave the proxy to systemd"
+echo "wharf-proxy.service: ok"
+
 step "wharf check on the installed layout, as the service user"
 runuser -u wharf -- /usr/bin/wharf --config /etc/wharf/wharf.toml check
 

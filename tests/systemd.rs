@@ -356,6 +356,117 @@ fn the_unit_runs_wharf_hardened_and_notifies() {
     );
 }
 
+/// The route proxy's unit: the same sandbox as wharf's, minus what the
+/// proxy does not need (the docker group, the projects folder), and shipped
+/// in the package as a plain asset (never restarted by an upgrade).
+#[test]
+fn the_proxy_unit_is_hardened_like_wharfs_and_shipped() {
+    let read =
+        |name: &str| std::fs::read_to_string(Path::new(ROOT).join("systemd").join(name)).unwrap();
+    let (wharf, proxy) = (read("wharf.service"), read("wharf-proxy.service"));
+    assert!(
+        proxy.contains("systemctl edit wharf-proxy"),
+        "header: use systemctl edit"
+    );
+    assert!(
+        proxy.contains("manage = false"),
+        "header: the [proxy] setting"
+    );
+    let proxy_entries = unit_entries(&proxy);
+    let value = |key: &str| -> Vec<&str> {
+        proxy_entries
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    };
+    for (key, expected) in [
+        ("Type", "notify"),
+        (
+            "ExecStart",
+            "/usr/bin/wharf proxy --config /etc/wharf/wharf.toml",
+        ),
+        ("User", "wharf"),
+        ("StateDirectory", "wharf"),
+        ("ReadWritePaths", "/var/lib/wharf"),
+        ("CapabilityBoundingSet", ""),
+    ] {
+        assert_eq!(value(key), [expected], "{key}");
+    }
+    assert!(
+        value("SupplementaryGroups").is_empty(),
+        "the proxy needs no docker group"
+    );
+    let sandbox = [
+        "NoNewPrivileges",
+        "ProtectSystem",
+        "ProtectHome",
+        "PrivateTmp",
+        "PrivateMounts",
+        "PrivateDevices",
+        "ProtectKernelTunables",
+        "ProtectKernelModules",
+        "ProtectKernelLogs",
+        "ProtectControlGroups",
+        "ProtectClock",
+        "ProtectHostname",
+        "ProtectProc",
+        "RestrictAddressFamilies",
+        "RestrictNamespaces",
+        "RestrictRealtime",
+        "RestrictSUIDSGID",
+        "RemoveIPC",
+        "LockPersonality",
+        "MemoryDenyWriteExecute",
+        "SystemCallArchitectures",
+        "SystemCallFilter",
+        "SystemCallErrorNumber",
+        "AmbientCapabilities",
+        "Restart",
+    ];
+    let wharf_entries = unit_entries(&wharf);
+    for key in sandbox {
+        let of = |entries: &[(String, String)]| -> Vec<String> {
+            entries
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+                .collect()
+        };
+        assert_eq!(
+            of(&proxy_entries),
+            of(&wharf_entries),
+            "{key} differs from wharf.service"
+        );
+    }
+    assert!(
+        wharf.contains("Wants=wharf-proxy.service"),
+        "starting wharf starts the proxy"
+    );
+    let manifest = std::fs::read_to_string(Path::new(ROOT).join("Cargo.toml")).unwrap();
+    assert!(manifest
+        .contains("[\"systemd/wharf-proxy.service\", \"usr/lib/systemd/system/\", \"644\"]"));
+
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze not installed: skipping `systemd-analyze verify`");
+        return;
+    };
+    assert!(probe.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("wharf-proxy.service");
+    std::fs::write(&copy, proxy.replace("/usr/bin/wharf", BIN)).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && !said.contains("wharf-proxy.service:"),
+        "systemd-analyze verify: {verify:?}"
+    );
+}
+
 #[test]
 fn the_packaged_config_is_the_example_with_state_in_var_lib() {
     let example = std::fs::read_to_string(Path::new(ROOT).join("config.example.toml")).unwrap();
@@ -370,14 +481,16 @@ fn the_packaged_config_is_the_example_with_state_in_var_lib() {
         body.replace(
             "state_dir = \"/var/lib/wharf\"\n",
             "state_dir = \"state\"\n"
-        ),
+        )
+        .replace("\nmanage = false\n", "\nmanage = true\n"),
         example,
         "debian/wharf.toml drifted from config.example.toml: regenerate it with \
-         sed 's#^state_dir = \"state\"$#state_dir = \"/var/lib/wharf\"#' below its header"
+         sed 's#^state_dir = \"state\"$#state_dir = \"/var/lib/wharf\"#; s#^manage = true$#manage = false#' below its header"
     );
     // Resolved the way the daemon resolves it from /etc/wharf/wharf.toml.
     let config = wharf::config::DaemonConfig::load(Some(&packaged_path)).unwrap();
     assert_eq!(config.state_dir, Path::new("/var/lib/wharf"));
+    assert!(!config.proxy.manage, "systemd runs wharf-proxy.service");
     assert_eq!(config.projects_dir, Path::new(ROOT).join("debian/projects"));
     let unit = std::fs::read_to_string(Path::new(ROOT).join("systemd/wharf.service")).unwrap();
     assert!(unit.contains("StateDirectory=wharf"));

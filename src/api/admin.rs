@@ -30,6 +30,7 @@ pub fn stage() -> AdHoc {
                 reject,
                 deploy,
                 rollback,
+                routes,
                 metrics
             ],
         )
@@ -471,6 +472,42 @@ async fn record(app: &App, new: NewDeployment) -> Result<Deployment, ApiError> {
         .ok_or_else(|| ApiError::Internal("deployment not recorded".into()))
 }
 
+/// Every route the proxy serves: listen address, project/stage, the
+/// container and image it points to, requests in flight. When no proxy
+/// runs, an empty list that says so (listing never starts one).
+#[get("/api/admin/routes")]
+async fn routes(_admin: Admin, app: &State<App>) -> Result<Json<Value>, ApiError> {
+    if !app.routes.answers().await {
+        return Ok(Json(json!({"proxy": "not running", "routes": []})));
+    }
+    let routes = app
+        .routes
+        .list()
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(json!({
+        "proxy": "running",
+        "routes": routes.iter().map(route_json).collect::<Vec<_>>(),
+    })))
+}
+
+fn route_json(route: &wharf_plugin_api::routes::RouteState) -> Value {
+    json!({
+        "listen": route.spec.listen.to_string(),
+        "mode": route.spec.mode,
+        "project": route.spec.project,
+        "stage": route.spec.stage,
+        "container": route.spec.upstream.container,
+        "container_id": route.spec.upstream.container_id,
+        "image": route.spec.upstream.image,
+        "upstream": route.spec.upstream.address.to_string(),
+        "in_flight": route.in_flight,
+        "draining": route.draining,
+        "requests": route.requests,
+        "switches": route.switches,
+    })
+}
+
 #[get("/metrics")]
 async fn metrics(
     _reader: MetricsReader,
@@ -481,9 +518,17 @@ async fn metrics(
         .store()
         .call(|store| store.count_by_status())
         .await?;
+    let mut text = app.metrics.render(&counts);
+    // The proxy counts routed requests itself (it outlives the daemon);
+    // they are read from it, never by starting one.
+    if app.routes.answers().await {
+        if let Ok(routes) = app.routes.list().await {
+            crate::metrics::render_routes(&mut text, &routes);
+        }
+    }
     Ok((
         ContentType::new("text", "plain").with_params(("version", "0.0.4")),
-        app.metrics.render(&counts),
+        text,
     ))
 }
 

@@ -36,6 +36,8 @@ pub struct App {
     pub secrets: Arc<ArcSwap<Secrets>>,
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
+    /// The route proxy's control socket (listing never starts a proxy).
+    pub routes: crate::proxy::client::ProxyClient,
     /// The address actually bound (port 0 resolved), set at liftoff.
     pub bound: OnceLock<SocketAddr>,
 }

@@ -55,6 +55,20 @@ fn sort_paths(paths: &mut [PathBuf]) {
     paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
 }
 
+/// Each docker stage's `route.listen`, normalized (the plugin has
+/// already checked that it is an address).
+fn route_listens(project: &Project) -> Vec<(String, std::net::SocketAddr)> {
+    project
+        .stages
+        .values()
+        .filter(|s| s.deployer == "docker")
+        .filter_map(|s| {
+            let listen = s.settings.get("route")?.get("listen")?.as_str()?;
+            Some((s.name.clone(), listen.parse().ok()?))
+        })
+        .collect()
+}
+
 /// The project name a file would have.
 pub fn project_name(path: &Path) -> Option<String> {
     path.file_stem().map(|s| s.to_string_lossy().into_owned())
@@ -132,6 +146,14 @@ impl Catalog {
                 message: "not UTF-8 text".into(),
             }),
         };
+        let parsed = parsed.and_then(|project| match self.route_clash(&project) {
+            Some(message) => Err(ProjectError {
+                file: path.to_path_buf(),
+                line: 1,
+                message,
+            }),
+            None => Ok(project),
+        });
         match parsed {
             Ok(project) => {
                 self.errors.remove(path);
@@ -141,6 +163,39 @@ impl Catalog {
                 self.errors.insert(path.to_path_buf(), error);
             }
         }
+    }
+
+    /// Why `project` cannot load beside the others: a route `listen`
+    /// address that another stage (of it, or of another project) already
+    /// uses. The plugin checks one stage's table; only here are all stages
+    /// seen together.
+    fn route_clash(&self, project: &Project) -> Option<String> {
+        let mine = route_listens(project);
+        for (i, (stage, listen)) in mine.iter().enumerate() {
+            if let Some((other, _)) = mine.iter().take(i).find(|(_, l)| l == listen) {
+                return Some(format!(
+                    "stages {other} and {stage} both route {listen}: give each stage its own [stages.<name>.docker.route] listen address"
+                ));
+            }
+            let taken = self
+                .projects
+                .values()
+                .filter(|p| p.name != project.name)
+                .flat_map(|p| route_listens(p).into_iter().map(move |(s, l)| (p, s, l)))
+                .find(|(_, _, l)| l == listen);
+            if let Some((other, other_stage, _)) = taken {
+                return Some(format!(
+                    "stage {stage} routes {listen}, which {}/{other_stage} already routes",
+                    other.name
+                ));
+            }
+        }
+        None
+    }
+
+    /// Whether any docker stage has a `[docker.route]`.
+    pub fn has_routes(&self) -> bool {
+        self.projects.values().any(|p| !route_listens(p).is_empty())
     }
 
     fn index(&mut self) {
@@ -193,6 +248,37 @@ mod tests {
         format!(
             "image = \"{image}\"\ndeployer = \"script\"\n[script]\ncommand = [\"/bin/true\"]\n[stages.s]\ntags = [\"{tag}\"]\n"
         )
+    }
+
+    #[test]
+    fn a_route_address_belongs_to_one_stage() {
+        let dir = tempfile::tempdir().unwrap();
+        let routed = |image: &str, listen: &str| {
+            format!("image = \"{image}\"\n[stages.prod]\ntags = [\"v*\"]\n[docker]\n[docker.route]\nlisten = \"{listen}\"\nport = 80\n")
+        };
+        std::fs::write(dir.path().join("a.toml"), routed("a", "127.0.0.1:8080")).unwrap();
+        std::fs::write(dir.path().join("b.toml"), routed("b", "127.0.0.1:8080")).unwrap();
+        std::fs::write(dir.path().join("c.toml"), routed("c", "127.0.0.1:8081")).unwrap();
+        // One project-wide route shared by two stages.
+        std::fs::write(
+            dir.path().join("d.toml"),
+            "image = \"d\"\n[stages.dev]\ntags = [\"dev\"]\n[stages.prod]\ntags = [\"v*\"]\n[docker]\n[docker.route]\nlisten = \"127.0.0.1:8090\"\nport = 80\n",
+        )
+        .unwrap();
+        let catalog = Catalog::load_dir(dir.path(), &registry(&Default::default()));
+        let errors: Vec<String> = catalog.errors().map(|e| e.to_string()).collect();
+        assert!(catalog.project("a").is_some(), "{errors:?}");
+        assert!(catalog.project("c").is_some());
+        let errors: Vec<String> = catalog.errors().map(|e| e.to_string()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert!(
+            errors[0].contains("b.toml") && errors[0].contains("a/prod already routes"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("d.toml") && errors[1].contains("both route"),
+            "{errors:?}"
+        );
     }
 
     #[test]

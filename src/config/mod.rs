@@ -46,6 +46,18 @@ pub struct DaemonConfig {
     /// Docker engines on other machines, by name (`[hosts.<name>]`), for the
     /// `host`/`hosts` keys of `[docker]` and `[swarm]`.
     pub hosts: Hosts,
+    /// The route proxy (`wharf proxy`).
+    pub proxy: ProxyConfig,
+}
+
+/// `[proxy]`: who runs the route proxy.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// When no proxy answers on `<state_dir>/proxy.sock`, `wharf serve`
+    /// starts one itself (detached, so it outlives the daemon). `false`
+    /// when systemd runs `wharf-proxy.service`.
+    pub manage: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +148,7 @@ impl Default for DaemonConfig {
             },
             notify: Vec::new(),
             hosts: Hosts::new(),
+            proxy: ProxyConfig { manage: true },
         }
     }
 }

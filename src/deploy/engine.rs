@@ -19,6 +19,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn, Instrument};
 use wharf_plugin_api::{
     CancellationToken, DeployContext, DeployError, DeployRequest, LogLine, LogSink, Registry,
+    Routes,
 };
 
 use super::store::{now_ms, Deployment, NewDeployment, Status, Store, StoreError};
@@ -54,6 +55,8 @@ pub struct Engine {
     /// Every change of a deployment (recorded, approved, running, ended),
     /// for the dashboard's live view. Sent only while someone listens.
     changes: broadcast::Sender<Deployment>,
+    /// The route proxy, handed to every deployment.
+    routes: Option<Arc<dyn Routes>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -70,6 +73,7 @@ impl Engine {
         max_concurrent: usize,
         metrics: Arc<Metrics>,
         finished: mpsc::UnboundedSender<Deployment>,
+        routes: Option<Arc<dyn Routes>>,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
@@ -83,6 +87,7 @@ impl Engine {
             metrics,
             finished,
             changes: broadcast::channel(CHANGES_BUFFER).0,
+            routes,
         })
     }
 
@@ -365,6 +370,7 @@ impl Engine {
         let context = DeployContext {
             log: log.clone(),
             cancel: self.cancel.child_token(),
+            routes: self.routes.clone(),
         };
         let rerun_safe = plugin.rerun_is_safe(&request.settings);
         // Its own task, so a panicking plugin fails one deployment, not wharf.

@@ -132,6 +132,10 @@ pub enum Behaviour {
     FailsHealthcheck { version: String, port: u16 },
     /// Writes a line to stderr and exits 3 at once.
     ExitsAtOnce,
+    /// An application that takes 2 s to boot: `busybox httpd` on `port`
+    /// after `sleep 2`, serving `version` at `/` and, at
+    /// `/cgi-bin/slow?<seconds>`, `version` after that many seconds.
+    BootsSlowly { version: String, port: u16 },
 }
 
 /// Build `tag` from scratch: busybox-static plus what `behaviour` needs.
@@ -162,6 +166,25 @@ pub fn build_image(tag: &str, behaviour: &Behaviour) {
             serve(version, *port, &mut dockerfile);
             dockerfile.push_str(&format!(
                 "HEALTHCHECK --interval=1s --timeout=2s --retries=2 CMD [\"/bin/busybox\", \"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1:{port}/no-such-page\"]\n"
+            ));
+        }
+        Behaviour::BootsSlowly { version, port } => {
+            std::fs::write(
+                context.path().join("www/index.html"),
+                format!("{version}\n"),
+            )
+            .unwrap();
+            std::fs::create_dir(context.path().join("www/cgi-bin")).unwrap();
+            let slow = context.path().join("www/cgi-bin/slow");
+            std::fs::write(
+                &slow,
+                format!("#!/bin/busybox sh\nbusybox sleep \"${{QUERY_STRING:-3}}\"\nprintf 'Content-Type: text/plain\\r\\n\\r\\n{version}\\n'\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(&slow, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            dockerfile.push_str(&format!(
+                "COPY www /www\nEXPOSE {port}\nENV PATH=/bin\nCMD [\"/bin/busybox\", \"sh\", \"-c\", \"busybox sleep 2; exec busybox httpd -f -p {port} -h /www\"]\n"
             ));
         }
         Behaviour::ExitsAtOnce => dockerfile.push_str(

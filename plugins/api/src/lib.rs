@@ -15,6 +15,9 @@
 //! reached through `as_*` methods that default to `None`, so a plugin that
 //! cannot inspect images simply does not implement them.
 //!
+//! A deployer that keeps a stable address across versions switches
+//! [`routes`] through the proxy handle in its context.
+//!
 //! Plugins that run programs (script, compose) share [`process`]: argv only,
 //! a process group per child, output into the log, deadline and cancellation.
 //!
@@ -36,6 +39,9 @@ pub use tokio_util::sync::CancellationToken;
 
 pub mod files;
 pub mod process;
+pub mod routes;
+
+pub use routes::Routes;
 
 /// A deployer's settings: its TOML table from the project file, with the
 /// stage's table merged over the project's.
@@ -138,6 +144,10 @@ pub struct DeployContext {
     /// is abandoned. A plugin should stop promptly and leave the service as it
     /// was (roll back what it started).
     pub cancel: CancellationToken,
+    /// wharf's route proxy, when the daemon manages routes (`None` in tools
+    /// and tests that run a plugin alone): a stage with a route fails
+    /// without it, rather than deploy where no traffic can reach.
+    pub routes: Option<Arc<dyn Routes>>,
 }
 
 /// How a deployment ended, seen from the plugin.

@@ -24,6 +24,7 @@ pub mod hosts;
 pub mod probe;
 pub mod replace;
 pub mod rollout;
+pub mod routed;
 pub mod settings;
 
 use std::time::{Duration, Instant};
@@ -262,6 +263,7 @@ mod tests {
         let context = DeployContext {
             log,
             cancel: wharf_plugin_api::CancellationToken::new(),
+            routes: None,
         };
         let request = DeployRequest {
             deployment_id: "d".into(),

@@ -17,6 +17,12 @@
 //! the new container was never verified (it goes, the backup comes back); a
 //! retired container means the new one was (the retired one goes). That is
 //! what makes a re-run safe.
+//!
+//! A stage with a route ([`crate::routed`]) always starts the new container
+//! beside the old one; after the health gate the proxy is switched to it,
+//! and the old one drains before it goes. The proxy's table then outranks
+//! the names: a backup whose route already serves `<name>` is past the
+//! commit point.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -28,6 +34,7 @@ use crate::auth;
 use crate::engine::{
     ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, Machine, PullEvent, PullLimits,
 };
+use crate::routed::Routed;
 use crate::settings::{Plan, Strategy};
 
 /// Suffix of the name the old container waits under during a replacement,
@@ -81,12 +88,31 @@ pub async fn stage(
     let name = plan.container_name(&request.project, &request.stage);
     let backup = format!("{name}{BACKUP_SUFFIX}");
 
-    recover(engine, &name, log).await.map_err(|e| {
-        failed(
-            "cannot put back the containers of an interrupted deployment",
-            e,
-        )
-    })?;
+    let routed = Routed::of(
+        plan.route.as_ref(),
+        context,
+        &request.project,
+        &request.stage,
+    )?;
+    let serving = match &routed {
+        Some(routed) => routed.serving().await.map_err(|e| {
+            DeployError::Unavailable(format!(
+                "{e}; the route's proxy must answer before its stage deploys; nothing was changed"
+            ))
+        })?,
+        None => None,
+    };
+    recover(engine, &name, log, serving.as_deref())
+        .await
+        .map_err(|e| {
+            failed(
+                "cannot put back the containers of an interrupted deployment",
+                e,
+            )
+        })?;
+    if let Some(routed) = &routed {
+        reconcile_route(engine, routed, &name, serving.as_deref(), log).await;
+    }
 
     let image = if plan.pull {
         tokio::select! {
@@ -108,7 +134,50 @@ pub async fn stage(
         }
     };
     let spec = container_spec(plan, request, &name, &image)?;
-    replace(engine, plan, &spec, &backup, context).await
+    replace(
+        engine,
+        plan,
+        &spec,
+        &backup,
+        context,
+        routed,
+        &request.image(),
+    )
+    .await
+}
+
+/// After a recovery, make the route point at the stage's container if it
+/// points elsewhere (or nowhere): the container under the stable name is
+/// the last verified one. A container from before the stage had a route
+/// publishes no route port; the deployment then creates the route.
+async fn reconcile_route(
+    engine: &Engine,
+    routed: &Routed<'_>,
+    name: &str,
+    serving: Option<&str>,
+    log: &LogSink,
+) {
+    let Ok(Some(current)) = engine.container(name).await else {
+        return;
+    };
+    if serving == Some(current.id.as_str())
+        || !current.running
+        || routed.address_of(&current).is_none()
+    {
+        return;
+    }
+    let image = current
+        .labels
+        .get("wharf.image")
+        .cloned()
+        .unwrap_or_default();
+    match routed.switch_to(&current, name, &image).await {
+        Ok(address) => log.info(format!(
+            "the route {} pointed elsewhere; it serves {name} ({address}) again",
+            routed.route.listen
+        )),
+        Err(e) => log.info(format!("could not point the route at {name}: {e}")),
+    }
 }
 
 /// A replacement whose new container passed the health gate, with the old
@@ -122,6 +191,8 @@ pub struct Replaced {
     old: Option<ContainerInfo>,
     /// Whether the old container was stopped for the new one (stop-first).
     stopped_old: bool,
+    /// With a route: where the proxy reached the old container, to drain.
+    old_upstream: Option<SocketAddr>,
 }
 
 impl Replaced {
@@ -144,7 +215,18 @@ impl Replaced {
             new,
             old,
             stopped_old,
+            old_upstream,
         } = self;
+        if let Some(old_upstream) = old_upstream {
+            if let Ok(Some(routed)) = Routed::of(
+                plan.route.as_ref(),
+                context,
+                &request.project,
+                &request.stage,
+            ) {
+                routed.drain(old_upstream, log).await;
+            }
+        }
         if let Some(old) = &old {
             let retired = format!("{name}{RETIRED_SUFFIX}");
             if let Err(e) = engine.rename(&old.id, &retired).await {
@@ -211,7 +293,10 @@ fn short(id: &str) -> &str {
 /// - `<name>-wharf-retired`: past the commit point, `<name>` passed its
 ///   health gate and is kept; the retired one is removed (or, should
 ///   `<name>` be gone, restored: it is the only verified one left);
-/// - `<name>-wharf-old`: before the commit point, whatever `<name>` is
+/// - `<name>-wharf-old` while the stage's route (`serving`: the container
+///   id the proxy sends traffic to) already serves `<name>`: the route was
+///   switched, so `<name>` passed its health gate; the backup is removed;
+/// - `<name>-wharf-old` otherwise: before the commit point, whatever `<name>` is
 ///   (created, starting, running, healthy so far) it was never verified: it
 ///   is removed, and the backup gets its name back and is started.
 ///
@@ -220,7 +305,12 @@ fn short(id: &str) -> &str {
 ///
 /// # Errors
 /// The engine failed.
-pub async fn recover(engine: &Engine, name: &str, log: &LogSink) -> Result<(), EngineError> {
+pub async fn recover(
+    engine: &Engine,
+    name: &str,
+    log: &LogSink,
+    serving: Option<&str>,
+) -> Result<(), EngineError> {
     let backup = format!("{name}{BACKUP_SUFFIX}");
     let retired = format!("{name}{RETIRED_SUFFIX}");
     if let Some(old) = engine.container(&retired).await? {
@@ -243,6 +333,15 @@ pub async fn recover(engine: &Engine, name: &str, log: &LogSink) -> Result<(), E
         None => log.info(format!(
             "found {backup} left by an interrupted deployment and no {name}: restoring it"
         )),
+        // The route was switched to the new container: it passed its
+        // health gate, whatever the names say.
+        Some(current) if serving == Some(current.id.as_str()) => {
+            log.info(format!(
+                "found {backup} left by an interrupted deployment whose route already serves {name} ({}): {name} is the verified version and {backup} is removed",
+                short(&current.id)
+            ));
+            return engine.remove(&old.id).await;
+        }
         Some(current) => {
             log.info(format!(
                 "found {backup} left by an interrupted deployment before its health gate passed: removing the unverified {name} ({}) and restoring {backup}",
@@ -417,6 +516,14 @@ fn container_spec(
             port.host_port.map(|p| p.to_string()).unwrap_or_default(),
         ));
     }
+    // The route's upstream: loopback only, an engine-chosen port (never
+    // `listen`, which the proxy owns), so old and new run side by side.
+    if let Some(route) = &plan.route {
+        ports
+            .entry(format!("{}/tcp", route.port))
+            .or_default()
+            .push(("127.0.0.1".into(), String::new()));
+    }
     let network = plan
         .primary_network
         .as_ref()
@@ -461,6 +568,8 @@ async fn replace(
     spec: &ContainerSpec,
     backup: &str,
     context: &DeployContext,
+    routed: Option<Routed<'_>>,
+    image: &str,
 ) -> Result<Replaced, DeployError> {
     let log = &context.log;
     let name = spec.name.as_str();
@@ -547,6 +656,29 @@ async fn replace(
     match gate {
         Gate::Healthy(how) => {
             log.info(format!("{name} is healthy: {how}"));
+            let mut old_upstream = None;
+            if let Some(routed) = &routed {
+                let switched = match engine.container(&new).await {
+                    Ok(Some(info)) => routed.switch_to(&info, name, image).await,
+                    Ok(None) => Err("the new container disappeared".into()),
+                    Err(e) => Err(format!("cannot inspect the new container: {e}")),
+                };
+                match switched {
+                    Ok(address) => log.info(format!(
+                        "route {} switched to {name} ({address}): new requests go to the new container",
+                        routed.route.listen
+                    )),
+                    Err(why) => {
+                        let restored = swap.restore(Some(&new), stopped_old).await;
+                        return Err(DeployError::Failed(format!(
+                            "cannot switch route {} to the new container: {why}; the route was left as it was; {restored}",
+                            routed.route.listen
+                        )));
+                    }
+                }
+                old_upstream = old.as_ref().and_then(|old| routed.address_of(old));
+                pause_at("after-switch", context).await;
+            }
             Ok(Replaced {
                 engine: engine.clone(),
                 name: name.to_string(),
@@ -554,6 +686,7 @@ async fn replace(
                 new,
                 old,
                 stopped_old,
+                old_upstream,
             })
         }
         Gate::Unhealthy(why) => {
@@ -781,7 +914,11 @@ fn ended(info: &ContainerInfo) -> Option<String> {
 /// (a wildcard binding through loopback, or through the engine's machine
 /// when the engine is remote), else — on this machine only — its address on
 /// a network.
-fn probe_target(info: &ContainerInfo, port: u16, machine: Machine) -> Option<SocketAddr> {
+pub(crate) fn probe_target(
+    info: &ContainerInfo,
+    port: u16,
+    machine: Machine,
+) -> Option<SocketAddr> {
     let key = format!("{port}/tcp");
     if let Some((_, ip, host_port)) = info.published.iter().find(|(k, _, _)| *k == key) {
         let bound = ip.parse::<IpAddr>().ok();

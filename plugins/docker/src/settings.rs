@@ -6,11 +6,12 @@
 //! table turned into values the engine takes (bytes, nano-CPUs, port maps).
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use wharf_plugin_api::routes::RouteMode;
 use wharf_plugin_api::{Settings, SettingsError};
 
 use crate::hosts::{Endpoint, Hosts, Targets};
@@ -86,6 +87,19 @@ struct Raw {
     tls_cert: Option<PathBuf>,
     #[serde(default)]
     tls_key: Option<PathBuf>,
+    #[serde(default)]
+    route: Option<RawRoute>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    listen: String,
+    port: u16,
+    #[serde(default)]
+    drain: Option<String>,
+    #[serde(default)]
+    mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -184,6 +198,23 @@ pub enum Strategy {
     StartFirst,
 }
 
+/// How long requests in flight on the old container may take after a
+/// switch, unless `route.drain` says otherwise.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
+/// `[docker.route]`: a stable address served by wharf's proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The address clients use; the proxy owns it.
+    pub listen: SocketAddr,
+    /// The container port traffic goes to, published on an engine-chosen
+    /// loopback port.
+    pub port: u16,
+    /// How long the old container may finish what is in flight.
+    pub drain: Duration,
+    pub mode: RouteMode,
+}
+
 /// One published port: `[ip:][host_port:]container_port[/protocol]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortSpec {
@@ -261,6 +292,8 @@ pub struct Plan {
     pub pull_idle_timeout: Duration,
     /// The engines to deploy to, one after the other; at least one.
     pub engines: Vec<Endpoint>,
+    /// `[docker.route]`, when the stage keeps a stable address.
+    pub route: Option<Route>,
 }
 
 impl Plan {
@@ -373,7 +406,28 @@ impl Plan {
             Ok(health) => health,
             Err(why) => return fail(format!("health: {why}")),
         };
+        let route = match &raw.route {
+            None => None,
+            Some(route) => match parse_route(route, &ports) {
+                Ok(route) => Some(route),
+                Err(why) => return fail(format!("route: {why}")),
+            },
+        };
+        if route.is_some() {
+            if host_mode {
+                return fail(
+                    "route: network 'host' publishes no port for the proxy to reach".into(),
+                );
+            }
+            if raw.strategy.as_deref() == Some("stop-first") {
+                return fail("route: a route switches from a running old container to a healthy new one, so strategy must be \"start-first\" (the default with a route)".into());
+            }
+            if raw.host.is_some() || !raw.hosts.is_empty() {
+                return fail("route: the proxy runs on the wharf host and reaches containers on its loopback, so a stage with a route deploys to the local engine only (no host/hosts); put a proxy such as Caddy or nginx in front of several hosts' routes instead".into());
+            }
+        }
         let strategy = match raw.strategy.as_deref() {
+            None if route.is_some() => Strategy::StartFirst,
             None | Some("stop-first") => Strategy::StopFirst,
             Some("start-first") => Strategy::StartFirst,
             Some(other) => {
@@ -446,6 +500,7 @@ impl Plan {
             pull_timeout,
             pull_idle_timeout,
             engines,
+            route,
         })
     }
 
@@ -455,6 +510,55 @@ impl Plan {
             .clone()
             .unwrap_or_else(|| format!("wharf-{project}-{stage}"))
     }
+}
+
+/// `[docker.route]`, checked against the stage's own `ports`.
+fn parse_route(raw: &RawRoute, ports: &[PortSpec]) -> Result<Route, String> {
+    let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+        format!(
+            "listen '{}' is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\"",
+            raw.listen
+        )
+    })?;
+    if listen.port() == 0 {
+        return Err(format!(
+            "listen '{}': port 0 is not a stable address; give the port clients use",
+            raw.listen
+        ));
+    }
+    if raw.port == 0 {
+        return Err("port = 0: give the container port traffic goes to".into());
+    }
+    if let Some(clash) = ports.iter().find(|p| {
+        p.protocol == "tcp"
+            && p.host_port == Some(listen.port())
+            && (p.host_ip.is_empty()
+                || listen.ip().is_unspecified()
+                || p.host_ip
+                    .parse::<IpAddr>()
+                    .is_ok_and(|ip| ip.is_unspecified() || ip == listen.ip()))
+    }) {
+        return Err(format!(
+            "listen {listen} is also published by ports '{}:{}': the proxy owns the route's address; drop that ports entry",
+            clash.host_port.unwrap_or_default(),
+            clash.container_port
+        ));
+    }
+    let drain = match &raw.drain {
+        None => DEFAULT_DRAIN,
+        Some(text) => parse_duration("drain", text)?,
+    };
+    let mode = match raw.mode.as_deref() {
+        None | Some("http") => RouteMode::Http,
+        Some("tcp") => RouteMode::Tcp,
+        Some(other) => return Err(format!("mode '{other}': expected \"http\" or \"tcp\"")),
+    };
+    Ok(Route {
+        listen,
+        port: raw.port,
+        drain,
+        mode,
+    })
 }
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
@@ -861,5 +965,73 @@ stop_timeout = "20s"
     fn start_first_accepts_engine_chosen_host_ports() {
         let plan = plan("strategy = \"start-first\"\nports = [\"127.0.0.1::80\"]").unwrap();
         assert_eq!(plan.strategy, Strategy::StartFirst);
+    }
+
+    #[test]
+    fn a_route_resolves_and_implies_start_first() {
+        let routed = plan("[route]\nlisten = \"127.0.0.1:8080\"\nport = 80").unwrap();
+        assert_eq!(routed.strategy, Strategy::StartFirst);
+        let route = routed.route.unwrap();
+        assert_eq!(route.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            (route.port, route.drain, route.mode),
+            (80, DEFAULT_DRAIN, RouteMode::Http)
+        );
+        let tcp =
+            plan("[route]\nlisten = \"[::1]:5432\"\nport = 5432\ndrain = \"2s\"\nmode = \"tcp\"")
+                .unwrap()
+                .route
+                .unwrap();
+        assert_eq!(
+            (tcp.drain, tcp.mode),
+            (Duration::from_secs(2), RouteMode::Tcp)
+        );
+    }
+
+    #[test]
+    fn route_mistakes_are_named() {
+        for (text, needle) in [
+            (
+                "[route]\nlisten = \"localhost:8080\"\nport = 80",
+                "not an address",
+            ),
+            ("[route]\nlisten = \"127.0.0.1:0\"\nport = 80", "port 0"),
+            ("[route]\nlisten = \"127.0.0.1:8080\"\nport = 0", "port = 0"),
+            (
+                "[route]\nlisten = \"127.0.0.1:8080\"\nport = 80\ndrain = \"soon\"",
+                "drain",
+            ),
+            (
+                "[route]\nlisten = \"127.0.0.1:8080\"\nport = 80\nmode = \"udp\"",
+                "mode",
+            ),
+            (
+                "[route]\nlisten = \"127.0.0.1:8080\"\nport = 80\nlisten_typo = 1",
+                "listen_typo",
+            ),
+            (
+                "ports = [\"8080:80\"]\n[route]\nlisten = \"127.0.0.1:8080\"\nport = 80",
+                "also published by ports",
+            ),
+            (
+                "ports = [\"9090:90\"]\n[route]\nlisten = \"127.0.0.1:8080\"\nport = 80",
+                "host port 9090",
+            ),
+            (
+                "strategy = \"stop-first\"\n[route]\nlisten = \"127.0.0.1:8080\"\nport = 80",
+                "start-first",
+            ),
+            (
+                "network = \"host\"\n[route]\nlisten = \"127.0.0.1:8080\"\nport = 80",
+                "network 'host'",
+            ),
+            (
+                "host = \"tcp://10.0.0.5:2375\"\n[route]\nlisten = \"127.0.0.1:8080\"\nport = 80",
+                "local engine only",
+            ),
+        ] {
+            let message = plan(text).unwrap_err().message;
+            assert!(message.contains(needle), "{text}: {message}");
+        }
     }
 }

@@ -205,6 +205,7 @@ mod tests {
         let context = DeployContext {
             log,
             cancel: CancellationToken::new(),
+            routes: None,
         };
         let result = ScriptDeployer
             .deploy(&request(settings(text)), &context)

@@ -167,6 +167,7 @@ mod tests {
         let context = DeployContext {
             log,
             cancel: wharf_plugin_api::CancellationToken::new(),
+            routes: None,
         };
         let request = DeployRequest {
             deployment_id: "d".into(),
