@@ -304,6 +304,12 @@ async fn index(viewer: Viewer, app: &State<App>) -> Result<Page, Html> {
                     tags: &s.tags,
                     auto_deploy: s.auto_deploy,
                     deployer: &s.deployer,
+                    // A docker stage's zero-downtime route: its stable address.
+                    route: s
+                        .settings
+                        .get("route")
+                        .and_then(|route| route.get("listen"))
+                        .and_then(|listen| listen.as_str()),
                     recent: recent
                         .iter()
                         .find(|((pn, sn), _)| *pn == p.name && *sn == s.name)

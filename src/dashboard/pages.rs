@@ -146,6 +146,8 @@ pub struct StageRow<'a> {
     pub tags: &'a [String],
     pub auto_deploy: bool,
     pub deployer: &'a str,
+    /// The stable address of the stage's route, when it has one.
+    pub route: Option<&'a str>,
     /// Newest first.
     pub recent: Vec<Deployment>,
 }
@@ -232,7 +234,7 @@ fn stage_block(project: &str, s: &StageRow<'_>, csrf: &str, now: i64) -> String 
     let (p, st) = (esc(project), esc(s.name));
     format!(
         "<div class=\"stage\" id=\"stage-{p}-{st}\"><h3>{st}</h3><dl>\
-<dt>Tags</dt><dd>{tags}</dd><dt>Deployer</dt><dd>{deployer}</dd>\
+<dt>Tags</dt><dd>{tags}</dd><dt>Deployer</dt><dd>{deployer}</dd>{route}\
 <dt>Deploys</dt><dd>{auto}</dd><dt>Last</dt><dd class=\"last\">{last}</dd></dl>\
 {svg}<div class=\"actions\">\
 <form method=\"post\" action=\"/ui/deploy\" class=\"inline\">{csrf}\
@@ -244,6 +246,10 @@ fn stage_block(project: &str, s: &StageRow<'_>, csrf: &str, now: i64) -> String 
 <input type=\"hidden\" name=\"project\" value=\"{p}\"><input type=\"hidden\" name=\"stage\" value=\"{st}\">\
 <button type=\"submit\">Rollback</button></form></div></div>",
         deployer = esc(s.deployer),
+        route = s
+            .route
+            .map(|listen| format!("<dt>Route</dt><dd><code>{}</code></dd>", esc(listen)))
+            .unwrap_or_default(),
         auto = if s.auto_deploy {
             "on every matching push"
         } else {
@@ -534,6 +540,25 @@ mod tests {
         let svg = history_svg(&recent);
         assert!(svg.contains("aria-label=\"last 3 deployments: 2 succeeded, 1 failed\""));
         assert_eq!(svg.matches("<rect").count(), 3);
+    }
+
+    #[test]
+    fn a_routed_stage_shows_its_stable_address() {
+        let tags = ["v*".to_string()];
+        let row = |route| StageRow {
+            name: "prod",
+            tags: &tags,
+            auto_deploy: true,
+            deployer: "docker",
+            route,
+            recent: Vec::new(),
+        };
+        let routed = stage_block("web", &row(Some("127.0.0.1:8080")), "c", 0);
+        assert!(
+            routed.contains("<dt>Route</dt><dd><code>127.0.0.1:8080</code></dd>"),
+            "{routed}"
+        );
+        assert!(!stage_block("web", &row(None), "c", 0).contains("Route"));
     }
 
     #[test]
