@@ -22,112 +22,13 @@ mod support;
 use std::time::{Duration, Instant};
 
 use common::{
-    build_and_push, containers_of, docker, docker_or_skip, free_port, inspect, served, unique,
-    Behaviour, Cleanup, Daemon, Registry,
+    build_and_push, containers_of, docker, docker_or_skip, free_port, inspect, is_final, served,
+    unique, Behaviour, Cleanup, Daemon, DockerStack, Registry, DEPLOY_LIMIT,
 };
 use serde_json::{json, Value};
 use support::{assert_status, log_text, Wharf};
 
-/// A deployment on this machine takes a few seconds; leave room for a
-/// loaded CI box.
-const DEPLOY_LIMIT: Duration = Duration::from_secs(60);
-
-/// A wharf, a registry notifying it, one project's names, and the guard.
-/// Fields drop in order: wharf stops first, then the cleanup, then the
-/// registry.
-struct Stack {
-    wharf: Wharf,
-    _cleanup: Cleanup,
-    registry: Registry,
-    /// Project (and repository) name, unique to the test.
-    name: String,
-    /// `127.0.0.1:<registry>/acme/<name>`.
-    repository: String,
-}
-
-impl Stack {
-    async fn start(test: &str, wharf_toml: &str, notify: bool) -> Stack {
-        let wharf = Wharf::start(wharf_toml).await;
-        let url = format!("{}/api/webhook/{}", wharf.base, wharf.secret());
-        let registry = Registry::start(notify.then_some(url.as_str()));
-        let name = unique(test);
-        let repository = format!("{}/acme/{name}", registry.host());
-        let cleanup = Cleanup {
-            projects: vec![name.clone()],
-            names: vec![format!("wharf-{name}-dev")],
-            repositories: vec![format!("{}/", registry.host())],
-        };
-        Stack {
-            wharf,
-            _cleanup: cleanup,
-            registry,
-            name,
-            repository,
-        }
-    }
-
-    fn container(&self) -> String {
-        format!("wharf-{}-dev", self.name)
-    }
-
-    fn image(&self, tag: &str) -> String {
-        format!("{}:{tag}", self.repository)
-    }
-
-    /// Write the project (stage `dev`, every tag) and wait until it loaded.
-    async fn project(&self, docker_table: &str) {
-        self.wharf.write_project(
-            &self.name,
-            &format!(
-                "image = \"{}\"\n\n[stages.dev]\ntags = [\"*\"]\n\n[docker]\n{docker_table}\n",
-                self.repository
-            ),
-        );
-        self.wharf.wait_loaded(&self.name).await;
-    }
-
-    /// Wait for the deployment of `tag` to end; returns it with its log.
-    async fn outcome(&self, tag: &str) -> Value {
-        let deadline = Instant::now() + DEPLOY_LIMIT;
-        loop {
-            let (_, body) = self
-                .wharf
-                .admin_get(&format!("/api/admin/deployments?project={}", self.name))
-                .await;
-            let found = body["deployments"].as_array().and_then(|list| {
-                list.iter()
-                    .find(|d| d["tag"] == tag && is_final(&d["status"]))
-                    .cloned()
-            });
-            if let Some(deployment) = found {
-                return self
-                    .wharf
-                    .deployment(deployment["id"].as_str().unwrap())
-                    .await;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no finished deployment of {tag} after {DEPLOY_LIMIT:?}: {body:#}\nwharf:\n{}\nregistry:\n{}",
-                self.wharf.output(),
-                self.registry.output()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Build and push `tag`; the registry's notification deploys it.
-    async fn push_and_wait(&self, tag: &str, behaviour: Behaviour) -> Value {
-        build_and_push(&self.image(tag), &behaviour);
-        self.outcome(tag).await
-    }
-}
-
-fn is_final(status: &Value) -> bool {
-    matches!(
-        status.as_str(),
-        Some("succeeded" | "failed" | "rejected" | "superseded" | "interrupted")
-    )
-}
+type Stack = DockerStack;
 
 fn started_at(container: &str) -> (String, String) {
     let state = inspect(container).expect("container exists");
@@ -1166,7 +1067,7 @@ async fn pull_through_a_stalling_registry(
     stack.repository = format!("{}/acme/{}", proxy.host(), stack.name);
     // Removed with the stack's own, once its containers are gone.
     stack
-        ._cleanup
+        .cleanup
         .repositories
         .push(format!("{}/", proxy.host()));
     let port = free_port();

@@ -22,9 +22,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{build_and_push, docker_or_skip, free_port, unique, Behaviour, Cleanup, Registry};
+use common::{build_and_push, docker_or_skip, free_port, Behaviour, DockerStack};
 use serde_json::Value;
-use support::{assert_status, log_text, Wharf};
+use support::{assert_status, log_text};
 
 /// A deployment here takes a few seconds (2 of them the app's boot).
 const DEPLOY_LIMIT: Duration = Duration::from_secs(90);
@@ -149,87 +149,40 @@ impl Drop for ProxyGuard {
 }
 
 /// Fields drop in order: the proxy is stopped while its pid file still
-/// exists (the wharf's temp folder goes with `wharf`).
+/// exists (the wharf's temp folder goes with the docker stack).
 struct Stack {
     proxy: ProxyGuard,
-    wharf: Wharf,
-    _cleanup: Cleanup,
-    registry: Registry,
-    name: String,
-    repository: String,
+    docker: DockerStack,
+}
+
+impl std::ops::Deref for Stack {
+    type Target = DockerStack;
+
+    fn deref(&self) -> &DockerStack {
+        &self.docker
+    }
+}
+
+impl std::ops::DerefMut for Stack {
+    fn deref_mut(&mut self) -> &mut DockerStack {
+        &mut self.docker
+    }
 }
 
 impl Stack {
     async fn start(test: &str) -> Stack {
-        let wharf = Wharf::start("").await;
-        let url = format!("{}/api/webhook/{}", wharf.base, wharf.secret());
-        let registry = Registry::start(Some(&url));
-        let name = unique(test);
-        let repository = format!("{}/acme/{name}", registry.host());
+        let docker = DockerStack::start(test, "", true).await;
         Stack {
             proxy: ProxyGuard {
-                pid_file: wharf.dir.join("state/proxy.pid"),
+                pid_file: docker.wharf.dir.join("state/proxy.pid"),
             },
-            _cleanup: Cleanup {
-                projects: vec![name.clone()],
-                names: vec![format!("wharf-{name}-dev")],
-                repositories: vec![format!("{}/", registry.host())],
-            },
-            wharf,
-            registry,
-            name,
-            repository,
+            docker,
         }
-    }
-
-    async fn project(&self, docker_table: &str) {
-        self.wharf.write_project(
-            &self.name,
-            &format!(
-                "image = \"{}\"\n\n[stages.dev]\ntags = [\"*\"]\n\n[docker]\n{docker_table}\n",
-                self.repository
-            ),
-        );
-        self.wharf.wait_loaded(&self.name).await;
-    }
-
-    fn image(&self, tag: &str) -> String {
-        format!("{}:{tag}", self.repository)
     }
 
     /// The finished deployment of `tag`, with its log.
     async fn outcome(&self, tag: &str) -> Value {
-        let deadline = Instant::now() + DEPLOY_LIMIT;
-        loop {
-            let (_, body) = self
-                .wharf
-                .admin_get(&format!("/api/admin/deployments?project={}", self.name))
-                .await;
-            let found = body["deployments"].as_array().and_then(|list| {
-                list.iter()
-                    .find(|d| {
-                        d["tag"] == tag
-                            && matches!(
-                                d["status"].as_str(),
-                                Some("succeeded" | "failed" | "superseded" | "interrupted")
-                            )
-                    })
-                    .cloned()
-            });
-            if let Some(deployment) = found {
-                return self
-                    .wharf
-                    .deployment(deployment["id"].as_str().unwrap())
-                    .await;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no finished deployment of {tag}: {body:#}\nwharf:\n{}\nregistry:\n{}",
-                self.wharf.output(),
-                self.registry.output()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.docker.outcome_within(tag, DEPLOY_LIMIT).await
     }
 
     async fn push_and_wait(&self, tag: &str, behaviour: Behaviour) -> Value {

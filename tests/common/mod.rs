@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::Value;
+
+use crate::support::Wharf;
+
 /// Where Debian's busybox-static puts its binary.
 pub const BUSYBOX: &str = "/bin/busybox";
 /// Debian's docker-registry (CNCF distribution 2.8).
@@ -497,4 +501,110 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A deployment on this machine takes a few seconds; leave room for a
+/// loaded CI box.
+pub const DEPLOY_LIMIT: Duration = Duration::from_secs(60);
+
+/// A wharf, a registry notifying it, one docker project's names, and the
+/// guard: the docker and route tests' stack. Fields drop in order: wharf
+/// stops first, then the cleanup, then the registry.
+pub struct DockerStack {
+    pub wharf: Wharf,
+    pub cleanup: Cleanup,
+    pub registry: Registry,
+    /// Project (and repository) name, unique to the test.
+    pub name: String,
+    /// `127.0.0.1:<registry>/acme/<name>`.
+    pub repository: String,
+}
+
+impl DockerStack {
+    pub async fn start(test: &str, wharf_toml: &str, notify: bool) -> DockerStack {
+        let wharf = Wharf::start(wharf_toml).await;
+        let url = format!("{}/api/webhook/{}", wharf.base, wharf.secret());
+        let registry = Registry::start(notify.then_some(url.as_str()));
+        let name = unique(test);
+        let repository = format!("{}/acme/{name}", registry.host());
+        let cleanup = Cleanup {
+            projects: vec![name.clone()],
+            names: vec![format!("wharf-{name}-dev")],
+            repositories: vec![format!("{}/", registry.host())],
+        };
+        DockerStack {
+            wharf,
+            cleanup,
+            registry,
+            name,
+            repository,
+        }
+    }
+
+    pub fn container(&self) -> String {
+        format!("wharf-{}-dev", self.name)
+    }
+
+    pub fn image(&self, tag: &str) -> String {
+        format!("{}:{tag}", self.repository)
+    }
+
+    /// Write the project (stage `dev`, every tag) and wait until it loaded.
+    pub async fn project(&self, docker_table: &str) {
+        self.wharf.write_project(
+            &self.name,
+            &format!(
+                "image = \"{}\"\n\n[stages.dev]\ntags = [\"*\"]\n\n[docker]\n{docker_table}\n",
+                self.repository
+            ),
+        );
+        self.wharf.wait_loaded(&self.name).await;
+    }
+
+    /// Wait for the deployment of `tag` to end; returns it with its log.
+    pub async fn outcome(&self, tag: &str) -> Value {
+        self.outcome_within(tag, DEPLOY_LIMIT).await
+    }
+
+    /// [`DockerStack::outcome`], waiting up to `limit`.
+    pub async fn outcome_within(&self, tag: &str, limit: Duration) -> Value {
+        let deadline = Instant::now() + limit;
+        loop {
+            let (_, body) = self
+                .wharf
+                .admin_get(&format!("/api/admin/deployments?project={}", self.name))
+                .await;
+            let found = body["deployments"].as_array().and_then(|list| {
+                list.iter()
+                    .find(|d| d["tag"] == tag && is_final(&d["status"]))
+                    .cloned()
+            });
+            if let Some(deployment) = found {
+                return self
+                    .wharf
+                    .deployment(deployment["id"].as_str().unwrap())
+                    .await;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no finished deployment of {tag} after {limit:?}: {body:#}\nwharf:\n{}\nregistry:\n{}",
+                self.wharf.output(),
+                self.registry.output()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Build and push `tag`; the registry's notification deploys it.
+    pub async fn push_and_wait(&self, tag: &str, behaviour: Behaviour) -> Value {
+        build_and_push(&self.image(tag), &behaviour);
+        self.outcome(tag).await
+    }
+}
+
+pub fn is_final(status: &Value) -> bool {
+    matches!(
+        status.as_str(),
+        Some("succeeded" | "failed" | "rejected" | "superseded" | "interrupted")
+    )
 }
