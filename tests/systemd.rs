@@ -336,24 +336,7 @@ fn the_unit_runs_wharf_hardened_and_notifies() {
 
     // systemd's own opinion, where systemd-analyze is installed (.ci/run
     // installs it). ExecStart must name an existing binary: use this build.
-    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("systemd-analyze not installed: skipping `systemd-analyze verify`");
-        return;
-    };
-    assert!(probe.status.success());
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("wharf.service");
-    std::fs::write(&copy, text.replace("/usr/bin/wharf", BIN)).unwrap();
-    let verify = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&verify.stderr);
-    assert!(
-        verify.status.success() && !said.contains("wharf.service"),
-        "systemd-analyze verify: {verify:?}"
-    );
+    systemd_analyze_verifies("wharf.service", &text, "wharf.service");
 }
 
 /// The route proxy's unit: the same sandbox as wharf's, minus what the
@@ -447,24 +430,7 @@ fn the_proxy_unit_is_hardened_like_wharfs_and_shipped() {
     assert!(manifest
         .contains("[\"systemd/wharf-proxy.service\", \"usr/lib/systemd/system/\", \"644\"]"));
 
-    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
-        eprintln!("systemd-analyze not installed: skipping `systemd-analyze verify`");
-        return;
-    };
-    assert!(probe.status.success());
-    let dir = tempfile::tempdir().unwrap();
-    let copy = dir.path().join("wharf-proxy.service");
-    std::fs::write(&copy, proxy.replace("/usr/bin/wharf", BIN)).unwrap();
-    let verify = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(&copy)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&verify.stderr);
-    assert!(
-        verify.status.success() && !said.contains("wharf-proxy.service:"),
-        "systemd-analyze verify: {verify:?}"
-    );
+    systemd_analyze_verifies("wharf-proxy.service", &proxy, "wharf-proxy.service:");
 }
 
 #[test]
@@ -559,5 +525,30 @@ fn check_warns_when_the_docker_engine_does_not_answer() {
     assert!(
         out.contains(&format!("ok: the Docker engine answers at {up} (API 1.41)")),
         "{out}"
+    );
+}
+
+/// `systemd-analyze verify` on a copy of the unit `text` named `file`
+/// (its ExecStart pointed at this build): it must pass and say nothing
+/// containing `complaint`. Skipped, saying so, where systemd-analyze is
+/// not installed (.ci/run installs it).
+fn systemd_analyze_verifies(file: &str, text: &str, complaint: &str) {
+    let Ok(probe) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("systemd-analyze not installed: skipping `systemd-analyze verify`");
+        return;
+    };
+    assert!(probe.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(file);
+    std::fs::write(&copy, text.replace("/usr/bin/wharf", BIN)).unwrap();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verify.stderr);
+    assert!(
+        verify.status.success() && !said.contains(complaint),
+        "systemd-analyze verify: {verify:?}"
     );
 }
