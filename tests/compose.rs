@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::load::{assert_no_failures, Load, ProxyGuard};
 use common::{build_and_push, docker_or_skip, free_port, inspect, served, unique, Behaviour};
 use common::{Cleanup, Registry};
 use serde_json::{json, Value};
@@ -148,6 +149,12 @@ impl Stack {
     /// Push v1 of both services and bring the compose project up with it,
     /// as the operator would have before wharf.
     async fn start(test: &str, argv: Vec<&'static str>) -> Stack {
+        Stack::start_with(test, argv, false).await
+    }
+
+    /// As [`Stack::start`]; `routed`: web publishes its port on an
+    /// engine-chosen loopback port (a route's layout), and boots in 2 s.
+    async fn start_with(test: &str, argv: Vec<&'static str>, routed: bool) -> Stack {
         let wharf = Wharf::start("").await;
         let registry = Registry::start(None);
         let name = unique(test);
@@ -160,6 +167,11 @@ impl Stack {
         };
         let dir = tempfile::tempdir().unwrap();
         let (web_port, worker_port) = (free_port(), free_port());
+        let web_ports = if routed {
+            format!("127.0.0.1::{HTTP_PORT}")
+        } else {
+            format!("127.0.0.1:{web_port}:{HTTP_PORT}")
+        };
         let file = dir.path().join("compose.yml");
         // The operator's file: each image's tag comes from a variable; no
         // version key (the Compose Specification layout). busybox httpd as
@@ -168,7 +180,7 @@ impl Stack {
         std::fs::write(
             &file,
             format!(
-                "services:\n  web:\n    image: {web_repository}:${{WEB_TAG}}\n    restart: unless-stopped\n    stop_grace_period: 1s\n    ports:\n      - \"127.0.0.1:{web_port}:{HTTP_PORT}\"\n  worker:\n    image: {worker_repository}:${{WORKER_TAG:-v1}}\n    ports:\n      - \"127.0.0.1:{worker_port}:{HTTP_PORT}\"\n"
+                "services:\n  web:\n    image: {web_repository}:${{WEB_TAG}}\n    restart: unless-stopped\n    stop_grace_period: 1s\n    ports:\n      - \"{web_ports}\"\n  worker:\n    image: {worker_repository}:${{WORKER_TAG:-v1}}\n    ports:\n      - \"127.0.0.1:{worker_port}:{HTTP_PORT}\"\n"
             ),
         )
         .unwrap();
@@ -192,15 +204,22 @@ impl Stack {
             version: format!("{service} v1"),
             port: HTTP_PORT,
         };
-        build_and_push(&stack.web_image("v1"), &v1("web"));
+        let web_v1 = if routed {
+            slow_app("web v1")
+        } else {
+            v1("web")
+        };
+        build_and_push(&stack.web_image("v1"), &web_v1);
         build_and_push(&format!("{worker_repository}:v1"), &v1("worker"));
         stack.compose.run(&[("WEB_TAG", "v1")], &["up", "-d"]);
-        assert_eq!(
-            served(stack.web_port, "web v1", DEPLOY_LIMIT)
-                .await
-                .as_deref(),
-            Some("web v1")
-        );
+        if !routed {
+            assert_eq!(
+                served(stack.web_port, "web v1", DEPLOY_LIMIT)
+                    .await
+                    .as_deref(),
+                Some("web v1")
+            );
+        }
         assert_eq!(
             served(stack.worker_port, "worker v1", DEPLOY_LIMIT)
                 .await
@@ -229,17 +248,40 @@ impl Stack {
 
     /// Push `tag` through the webhook and wait for its deployment to end.
     async fn deploy(&self, tag: &str) -> Value {
+        let id = self.start_deploy(tag).await;
+        self.finished(&id).await
+    }
+
+    /// Push `tag` through the webhook; its deployment's id.
+    async fn start_deploy(&self, tag: &str) -> String {
         let accepted = self
             .wharf
             .push_until_accepted(&json!({ "image": self.web_image(tag) }).to_string())
             .await;
-        let id = accepted["deployments"][0]["id"]
+        accepted["deployments"][0]["id"]
             .as_str()
             .unwrap_or_else(|| panic!("no deployment: {accepted}"))
-            .to_string();
+            .to_string()
+    }
+
+    /// Deployment `id` once its log contains `needle`.
+    async fn logged(&self, id: &str, needle: &str) -> Value {
         let deadline = Instant::now() + DEPLOY_LIMIT;
         loop {
-            let deployment = self.wharf.deployment(&id).await;
+            let deployment = self.wharf.deployment(id).await;
+            if log_text(&deployment).contains(needle) {
+                return deployment;
+            }
+            assert!(Instant::now() < deadline, "{id} never logged {needle:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait for deployment `id` to end.
+    async fn finished(&self, id: &str) -> Value {
+        let deadline = Instant::now() + DEPLOY_LIMIT;
+        loop {
+            let deployment = self.wharf.deployment(id).await;
             if matches!(
                 deployment["status"].as_str(),
                 Some("succeeded" | "failed" | "interrupted")
@@ -248,7 +290,7 @@ impl Stack {
             }
             assert!(
                 Instant::now() < deadline,
-                "deployment of {tag} still {} after {DEPLOY_LIMIT:?}\nlog:\n{}\nwharf:\n{}",
+                "deployment {id} still {} after {DEPLOY_LIMIT:?}\nlog:\n{}\nwharf:\n{}",
                 deployment["status"],
                 log_text(&deployment),
                 self.wharf.output()
@@ -262,6 +304,15 @@ impl Stack {
         let container = self.compose.container(service);
         let state = inspect(&container).expect("container exists");
         state["Config"]["Image"].as_str().unwrap().to_string()
+    }
+}
+
+/// An app that boots in 2 s (busybox httpd after `sleep 2`), with a slow
+/// page at `/cgi-bin/slow?<seconds>`.
+fn slow_app(version: &str) -> Behaviour {
+    Behaviour::BootsSlowly {
+        version: version.into(),
+        port: HTTP_PORT,
     }
 }
 
@@ -373,6 +424,152 @@ async fn a_broken_image_rolls_back_to_the_previous_tag() {
             assert!(log.contains("crashing on purpose"), "{log}");
         }
     }
+}
+
+/// A service behind `[compose.route]`, under continuous load: three good
+/// deployments of an app that boots in 2 s, one image that crashes and one
+/// whose healthcheck never passes, then a deployment after an interrupted
+/// one left an extra container. Not one request fails; after each success
+/// only the new version answers; a slow request in flight at the switch
+/// completes from the old container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_routed_service_is_replaced_under_load_without_a_failed_request() {
+    let test = "compose-route";
+    let Some(argv) = compose_or_skip(test) else {
+        return;
+    };
+    let stack = Stack::start_with(test, argv, true).await;
+    let proxy = ProxyGuard {
+        pid_file: stack.wharf.dir.join("state/proxy.pid"),
+    };
+    let listen = free_port();
+    stack.wharf.write_project(
+        &stack.name,
+        &format!(
+            "{}\n[compose.route]\nlisten = \"127.0.0.1:{listen}\"\nport = {HTTP_PORT}\ndrain = \"10s\"\n",
+            project_file(&stack.web_repository, &stack.compose.file, "web", &stack.name)
+        ),
+    );
+    stack.wharf.wait_loaded(&stack.name).await;
+    let web_containers = || {
+        stack
+            .compose
+            .run(&[("WEB_TAG", "v1")], &["ps", "-q", "web"])
+    };
+
+    // v2: the first routed deployment creates the route; the operator's
+    // v1 container is removed.
+    build_and_push(&stack.web_image("v2"), &slow_app("web v2"));
+    let v2 = stack.deploy("v2").await;
+    assert_status(&v2, "succeeded");
+    assert_eq!(
+        served(listen, "web v2", Duration::from_secs(5))
+            .await
+            .as_deref(),
+        Some("web v2")
+    );
+    assert_eq!(web_containers().lines().count(), 1, "{}", log_text(&v2));
+    let load = Load::start(listen);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // v3, with a slow request in flight when the route switches.
+    build_and_push(&stack.web_image("v3"), &slow_app("web v3"));
+    let id = stack.start_deploy("v3").await;
+    stack.logged(&id, "waiting up to").await;
+    let slow = tokio::spawn(async move {
+        reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{listen}/cgi-bin/slow?5"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    let v3 = stack.finished(&id).await;
+    assert_status(&v3, "succeeded");
+    let after_v3 = Instant::now();
+    assert_eq!(slow.await.unwrap().trim(), "web v2");
+    let log = log_text(&v3);
+    assert!(log.contains("--scale web=2"), "{log}");
+    assert!(
+        log.contains("drained in") && !log.contains("drained in 0.0s"),
+        "{log}"
+    );
+
+    // A crashing image and one that never turns healthy: the route stays.
+    build_and_push(&stack.web_image("crash"), &Behaviour::ExitsAtOnce);
+    build_and_push(
+        &stack.web_image("sick"),
+        &Behaviour::FailsHealthcheck {
+            version: "web sick".into(),
+            port: HTTP_PORT,
+        },
+    );
+    for (tag, why) in [("crash", "exit"), ("sick", "unhealthy")] {
+        let failed = stack.deploy(tag).await;
+        assert_status(&failed, "failed");
+        let reason = failed["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(why) && reason.contains("the route still serves"),
+            "{tag}: {reason}"
+        );
+        assert_eq!(
+            web_containers().lines().count(),
+            1,
+            "{tag}: {}",
+            log_text(&failed)
+        );
+    }
+
+    // v4: the third good deployment.
+    build_and_push(&stack.web_image("v4"), &slow_app("web v4"));
+    assert_status(&stack.deploy("v4").await, "succeeded");
+    let after_v4 = Instant::now();
+
+    // An interrupted deployment left a second container (as a crash after
+    // `up --scale` would): the next one removes it first.
+    stack.compose.run(
+        &[("WEB_TAG", "v4")],
+        &[
+            "up",
+            "-d",
+            "--no-deps",
+            "--no-recreate",
+            "--scale",
+            "web=2",
+            "web",
+        ],
+    );
+    assert_eq!(web_containers().lines().count(), 2);
+    build_and_push(&stack.web_image("v5"), &slow_app("web v5"));
+    let v5 = stack.deploy("v5").await;
+    assert_status(&v5, "succeeded");
+    let after_v5 = Instant::now();
+    assert!(
+        log_text(&v5).contains("an interrupted deployment left"),
+        "{}",
+        log_text(&v5)
+    );
+    assert_eq!(web_containers().lines().count(), 1, "{}", log_text(&v5));
+    assert_eq!(stack.running_image("web"), stack.web_image("v5"));
+
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_no_failures(&load, "through the compose deployments");
+    assert_eq!(
+        load.versions_since(after_v3).first().map(String::as_str),
+        Some("web v3")
+    );
+    let after = load.versions_since(after_v4);
+    assert_eq!(
+        after.first().map(String::as_str),
+        Some("web v4"),
+        "{after:?}"
+    );
+    assert_eq!(load.versions_since(after_v5), ["web v5"]);
+    let samples = load.stop().await;
+    assert!(samples.len() > 200, "only {} requests", samples.len());
+    drop(proxy);
 }
 
 /// Needs no engine: validation reads the compose file when the project loads.

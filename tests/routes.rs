@@ -18,135 +18,15 @@
 mod common;
 mod support;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::load::{assert_no_failures, gone, Load, ProxyGuard, Sample};
 use common::{build_and_push, docker_or_skip, free_port, Behaviour, DockerStack};
 use serde_json::Value;
 use support::{assert_status, log_text};
 
 /// A deployment here takes a few seconds (2 of them the app's boot).
 const DEPLOY_LIMIT: Duration = Duration::from_secs(90);
-/// Each of the two load loops sends one request per period: ~50 req/s.
-const PERIOD: Duration = Duration::from_millis(40);
-
-/// One request of the load: when it started, and what it got.
-#[derive(Debug, Clone)]
-struct Sample {
-    started: Instant,
-    kept_alive: bool,
-    answer: Result<(u16, String), String>,
-}
-
-/// Two loops of requests through the route until stopped: one opens a
-/// fresh connection per request, the other keeps one connection alive.
-struct Load {
-    samples: Arc<Mutex<Vec<Sample>>>,
-    stop: Arc<AtomicBool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(port: u16) -> Load {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let url = format!("http://127.0.0.1:{port}/");
-        let mut tasks = Vec::new();
-        for kept_alive in [false, true] {
-            let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(10));
-            builder = if kept_alive {
-                builder.pool_max_idle_per_host(1)
-            } else {
-                builder.pool_max_idle_per_host(0)
-            };
-            let client = builder.build().unwrap();
-            let (samples, stop, url) = (samples.clone(), stop.clone(), url.clone());
-            tasks.push(tokio::spawn(async move {
-                while !stop.load(Ordering::SeqCst) {
-                    let started = Instant::now();
-                    let answer = match client.get(&url).send().await {
-                        Ok(response) => {
-                            let status = response.status().as_u16();
-                            match response.text().await {
-                                Ok(body) => Ok((status, body.trim().to_string())),
-                                Err(e) => Err(format!("body: {e}")),
-                            }
-                        }
-                        Err(e) => Err(format!("{e:?}")),
-                    };
-                    samples.lock().unwrap().push(Sample {
-                        started,
-                        kept_alive,
-                        answer,
-                    });
-                    tokio::time::sleep(PERIOD.saturating_sub(started.elapsed())).await;
-                }
-            }));
-        }
-        Load {
-            samples,
-            stop,
-            tasks,
-        }
-    }
-
-    fn samples(&self) -> Vec<Sample> {
-        self.samples.lock().unwrap().clone()
-    }
-
-    /// Every request that did not get a 200 (or no answer at all).
-    fn failures(&self) -> Vec<Sample> {
-        self.samples()
-            .into_iter()
-            .filter(|s| !matches!(&s.answer, Ok((200, _))))
-            .collect()
-    }
-
-    /// Versions answered by requests that started after `since`.
-    fn versions_since(&self, since: Instant) -> Vec<String> {
-        let mut versions: Vec<String> = self
-            .samples()
-            .into_iter()
-            .filter(|s| s.started > since)
-            .filter_map(|s| s.answer.ok().map(|(_, body)| body))
-            .collect();
-        versions.dedup();
-        versions
-    }
-
-    async fn stop(self) -> Vec<Sample> {
-        self.stop.store(true, Ordering::SeqCst);
-        for task in self.tasks {
-            task.await.unwrap();
-        }
-        self.samples.lock().unwrap().clone()
-    }
-}
-
-/// Stops the proxy the daemon started (it outlives the daemon by design).
-struct ProxyGuard {
-    pid_file: std::path::PathBuf,
-}
-
-impl ProxyGuard {
-    fn pid(&self) -> Option<u32> {
-        std::fs::read_to_string(&self.pid_file)
-            .ok()
-            .and_then(|p| p.trim().parse().ok())
-    }
-}
-
-impl Drop for ProxyGuard {
-    fn drop(&mut self) {
-        if let Some(pid) = self.pid() {
-            let _ = std::process::Command::new("kill")
-                .arg(pid.to_string())
-                .stderr(std::process::Stdio::null())
-                .status();
-        }
-    }
-}
 
 /// Fields drop in order: the proxy is stopped while its pid file still
 /// exists (the wharf's temp folder goes with the docker stack).
@@ -214,17 +94,6 @@ impl Stack {
     }
 }
 
-/// Whether `pid` has exited (a zombie counts: whoever adopted the proxy
-/// when its daemon died may reap it late).
-fn gone(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
-        Err(_) => true,
-    }
-}
-
 fn app(version: &str) -> Behaviour {
     Behaviour::BootsSlowly {
         version: version.into(),
@@ -247,17 +116,6 @@ async fn get(port: u16, path: &str) -> Result<(u16, String), String> {
     let status = response.status().as_u16();
     let body = response.text().await.map_err(|e| e.to_string())?;
     Ok((status, body.trim().to_string()))
-}
-
-fn assert_no_failures(load: &Load, during: &str) {
-    let failures = load.failures();
-    assert!(
-        failures.is_empty(),
-        "{} of {} requests failed {during}: {:?}",
-        failures.len(),
-        load.samples().len(),
-        &failures[..failures.len().min(5)]
-    );
 }
 
 /// Three good deployments, a crashing image and one that never turns

@@ -11,9 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use wharf_plugin_api::routes::Claim;
 use wharf_plugin_api::Registry;
 
-use super::project::{self, Project, ProjectError};
+use super::project::{self, Project, ProjectError, Stage};
 
 /// One snapshot of all projects.
 #[derive(Debug, Default, Clone)]
@@ -55,18 +56,20 @@ fn sort_paths(paths: &mut [PathBuf]) {
     paths.sort_unstable_by(|a, b| a.as_os_str().cmp(b.as_os_str()));
 }
 
-/// Each docker stage's `route.listen`, normalized (the plugin has
-/// already checked that it is an address).
-fn route_listens(project: &Project) -> Vec<(String, std::net::SocketAddr)> {
+/// Each stage's claimed host addresses, with the stage.
+fn claims(project: &Project) -> impl Iterator<Item = (&Stage, Claim)> + '_ {
     project
         .stages
         .values()
-        .filter(|s| s.deployer == "docker")
-        .filter_map(|s| {
-            let listen = s.settings.get("route")?.get("listen")?.as_str()?;
-            Some((s.name.clone(), listen.parse().ok()?))
-        })
-        .collect()
+        .flat_map(|s| s.claims.iter().map(move |c| (s, *c)))
+}
+
+/// How another stage's claim reads in a message.
+fn describe(claim: &Claim) -> String {
+    match claim {
+        Claim::Route(listen) => format!("routes {listen}"),
+        Claim::Published(address) => format!("publishes {address} (a ports entry)"),
+    }
 }
 
 /// The project name a file would have.
@@ -166,36 +169,75 @@ impl Catalog {
     }
 
     /// Why `project` cannot load beside the others: a route `listen`
-    /// address that another stage (of it, or of another project) already
-    /// uses. The plugin checks one stage's table; only here are all stages
-    /// seen together.
+    /// address that another stage (of it, or of another project) routes
+    /// too or publishes as a fixed port. Each plugin checks one stage's
+    /// table; only here are all stages seen together. Two stages that
+    /// publish one port without a route are the engine's to refuse, as
+    /// before routes existed.
     fn route_clash(&self, project: &Project) -> Option<String> {
-        let mine = route_listens(project);
-        for (i, (stage, listen)) in mine.iter().enumerate() {
-            if let Some((other, _)) = mine.iter().take(i).find(|(_, l)| l == listen) {
-                return Some(format!(
-                    "stages {other} and {stage} both route {listen}: give each stage its own [stages.<name>.docker.route] listen address"
-                ));
-            }
-            let taken = self
-                .projects
+        let mine: Vec<(&Stage, Claim)> = claims(project).collect();
+        let others = || {
+            self.projects
                 .values()
                 .filter(|p| p.name != project.name)
-                .flat_map(|p| route_listens(p).into_iter().map(move |(s, l)| (p, s, l)))
-                .find(|(_, _, l)| l == listen);
-            if let Some((other, other_stage, _)) = taken {
+                .flat_map(|p| claims(p).map(move |(s, c)| (p, s, c)))
+        };
+        for (stage, claim) in &mine {
+            let Claim::Route(listen) = claim else {
+                // A fixed port of ours on an address another project routes.
+                let routed =
+                    others().find(|(_, _, c)| matches!(c, Claim::Route(_)) && c.overlaps(claim));
+                if let Some((other, other_stage, theirs)) = routed {
+                    return Some(format!(
+                        "stage {} publishes {}, which {}/{} {}: the proxy owns a route's address; drop that ports entry or move the route",
+                        stage.name,
+                        claim.address(),
+                        other.name,
+                        other_stage.name,
+                        describe(&theirs)
+                    ));
+                }
+                continue;
+            };
+            let sibling = mine
+                .iter()
+                .find(|(other, c)| other.name != stage.name && c.overlaps(claim));
+            match sibling {
+                Some((other, Claim::Route(_))) => {
+                    return Some(format!(
+                        "stages {} and {} both route {listen}: give each stage its own [stages.<name>.{}.route] listen address",
+                        other.name, stage.name, stage.deployer
+                    ))
+                }
+                Some((other, theirs)) => {
+                    return Some(format!(
+                        "stage {} routes {listen}, which stage {} {} too: the proxy owns a route's address; drop that ports entry or move the route",
+                        stage.name,
+                        other.name,
+                        describe(theirs)
+                    ))
+                }
+                None => {}
+            }
+            if let Some((other, other_stage, theirs)) = others().find(|(_, _, c)| c.overlaps(claim))
+            {
                 return Some(format!(
-                    "stage {stage} routes {listen}, which {}/{other_stage} already routes",
-                    other.name
+                    "stage {} routes {listen}, which {}/{} already {}",
+                    stage.name,
+                    other.name,
+                    other_stage.name,
+                    describe(&theirs)
                 ));
             }
         }
         None
     }
 
-    /// Whether any docker stage has a `[docker.route]`.
+    /// Whether any stage has a route.
     pub fn has_routes(&self) -> bool {
-        self.projects.values().any(|p| !route_listens(p).is_empty())
+        self.projects
+            .values()
+            .any(|p| claims(p).any(|(_, c)| matches!(c, Claim::Route(_))))
     }
 
     fn index(&mut self) {
@@ -277,6 +319,45 @@ mod tests {
         );
         assert!(
             errors[1].contains("d.toml") && errors[1].contains("both route"),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_route_address_is_nobody_elses_fixed_port() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        // a routes 8080 on loopback; b publishes 8080 on all interfaces,
+        // which overlaps; c publishes 127.0.0.2:8080, which does not.
+        write("a.toml", "image = \"a\"\n[stages.prod]\ntags = [\"v*\"]\n[docker]\n[docker.route]\nlisten = \"127.0.0.1:8080\"\nport = 80\n");
+        write(
+            "b.toml",
+            "image = \"b\"\n[stages.prod]\ntags = [\"v*\"]\n[docker]\nports = [\"8080:80\"]\n",
+        );
+        write("c.toml", "image = \"c\"\n[stages.prod]\ntags = [\"v*\"]\n[docker]\nports = [\"127.0.0.2:8080:80\"]\n");
+        // d routes 9090 while its own other stage publishes it.
+        write("d.toml", "image = \"d\"\n[stages.dev]\ntags = [\"dev\"]\n[stages.dev.docker]\nports = [\"127.0.0.1:9090:80\"]\n[stages.prod]\ntags = [\"v*\"]\n[stages.prod.docker]\n[stages.prod.docker.route]\nlisten = \"127.0.0.1:9090\"\nport = 80\n");
+        // e routes 7070 on all interfaces; f, loading after it, publishes
+        // 127.0.0.1:7070 and is refused.
+        write("e.toml", "image = \"e\"\n[stages.prod]\ntags = [\"v*\"]\n[docker]\n[docker.route]\nlisten = \"0.0.0.0:7070\"\nport = 80\n");
+        write("f.toml", "image = \"f\"\n[stages.prod]\ntags = [\"v*\"]\n[docker]\nports = [\"127.0.0.1:7070:80\"]\n");
+        let catalog = Catalog::load_dir(dir.path(), &registry(&Default::default()));
+        let errors: Vec<String> = catalog.errors().map(|e| e.to_string()).collect();
+        assert!(catalog.project("a").is_some(), "{errors:?}");
+        assert!(catalog.project("c").is_some(), "{errors:?}");
+        assert!(catalog.project("e").is_some(), "{errors:?}");
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(
+            errors[0].contains("b.toml")
+                && errors[0].contains("publishes 0.0.0.0:8080, which a/prod routes 127.0.0.1:8080"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[1].contains("d.toml") && errors[1].contains("stage prod routes 127.0.0.1:9090, which stage dev publishes 127.0.0.1:9090 (a ports entry) too"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("f.toml") && errors[2].contains("e/prod routes 0.0.0.0:7070"),
             "{errors:?}"
         );
     }

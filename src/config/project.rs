@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
+use wharf_plugin_api::routes::Claim;
 use wharf_plugin_api::{Registry, Settings};
 use wildmatch::WildMatch;
 
@@ -46,6 +47,10 @@ pub struct Stage {
     pub deployer: String,
     /// The deployer's table: the project's, with the stage's keys over it.
     pub settings: Settings,
+    /// The host addresses its settings take (a route's `listen`, fixed
+    /// host ports), as its deployer names them; the catalog keeps routes
+    /// off addresses other stages claim.
+    pub claims: Vec<Claim>,
 }
 
 impl Stage {
@@ -228,6 +233,7 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
             )
         })?;
         let matchers = tags.iter().map(|t| WildMatch::new(t)).collect();
+        let claims = plugin.claimed_addresses(&settings);
         stages.insert(
             stage_name.clone(),
             Stage {
@@ -237,6 +243,7 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
                 auto_deploy: raw_stage.auto_deploy,
                 deployer,
                 settings,
+                claims,
             },
         );
     }

@@ -8,6 +8,8 @@
 //! they fail.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

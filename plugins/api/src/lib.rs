@@ -38,6 +38,7 @@ use tokio::sync::mpsc;
 pub use tokio_util::sync::CancellationToken;
 
 pub mod files;
+pub mod ports;
 pub mod process;
 pub mod routes;
 
@@ -269,6 +270,13 @@ pub trait Deployer: Send + Sync {
     /// the same image) says yes; one that runs an operator's arbitrary script
     /// cannot know, and says no, so the deployment is marked `interrupted`.
     fn rerun_is_safe(&self, settings: &Settings) -> bool;
+
+    /// The host addresses a (validated) settings table takes for itself: a
+    /// route's `listen`, fixed host ports. The daemon keeps a route off
+    /// any address another stage claims; one table alone cannot see that.
+    fn claimed_addresses(&self, _settings: &Settings) -> Vec<routes::Claim> {
+        Vec::new()
+    }
 
     /// The image-inspection capability, when this plugin has it.
     fn as_image_inspector(&self) -> Option<&dyn ImageInspector> {

@@ -10,9 +10,19 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+
+use crate::{DeployContext, DeployError, LogSink};
+
+/// How long requests in flight on the old container may take after a
+/// switch, unless `route.drain` says otherwise.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
+
+/// How often a drain looks at the old upstream's in-flight count.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 /// What the proxy forwards.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,4 +116,203 @@ pub trait Routes: Send + Sync + fmt::Debug {
     /// # Errors
     /// The proxy does not answer or refused (e.g. cannot bind `listen`).
     async fn set(&self, route: &RouteSpec) -> Result<(), String>;
+}
+
+/// A plugin's `route` table as written (`[docker.route]`,
+/// `[compose.route]`); [`Route::parse`] checks it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub listen: String,
+    pub port: u16,
+    #[serde(default)]
+    pub drain: Option<String>,
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// A stage's route, checked: a stable address served by wharf's proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The address clients use; the proxy owns it.
+    pub listen: SocketAddr,
+    /// The container port traffic goes to, published on an engine-chosen
+    /// loopback port.
+    pub port: u16,
+    /// How long the old container may finish what is in flight.
+    pub drain: Duration,
+    pub mode: RouteMode,
+}
+
+impl Route {
+    /// Check a route table on its own (each plugin then checks it against
+    /// its own ports; the daemon against every other stage's).
+    ///
+    /// # Errors
+    /// A message naming the key: an address that is not one, port 0, a
+    /// drain that is not a duration, an unknown mode.
+    pub fn parse(raw: &RawRoute) -> Result<Route, String> {
+        let listen: SocketAddr = raw.listen.parse().map_err(|_| {
+            format!(
+                "listen '{}' is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\"",
+                raw.listen
+            )
+        })?;
+        if listen.port() == 0 {
+            return Err(format!(
+                "listen '{}': port 0 is not a stable address; give the port clients use",
+                raw.listen
+            ));
+        }
+        if raw.port == 0 {
+            return Err("port = 0: give the container port traffic goes to".into());
+        }
+        let drain = match &raw.drain {
+            None => DEFAULT_DRAIN,
+            Some(text) => humantime::parse_duration(text).map_err(|e| {
+                format!("drain '{text}' is not a duration like \"5s\" or \"2m\": {e}")
+            })?,
+        };
+        let mode = match raw.mode.as_deref() {
+            None | Some("http") => RouteMode::Http,
+            Some("tcp") => RouteMode::Tcp,
+            Some(other) => return Err(format!("mode '{other}': expected \"http\" or \"tcp\"")),
+        };
+        Ok(Route {
+            listen,
+            port: raw.port,
+            drain,
+            mode,
+        })
+    }
+}
+
+/// A host address a stage's settings take for themselves, so that the
+/// daemon can keep two stages off one address: only there are all stages
+/// seen together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// A route's `listen`: the proxy binds it.
+    Route(SocketAddr),
+    /// A fixed host port the stage's containers publish (all interfaces
+    /// as `0.0.0.0`).
+    Published(SocketAddr),
+}
+
+impl Claim {
+    pub fn address(&self) -> SocketAddr {
+        match self {
+            Claim::Route(address) | Claim::Published(address) => *address,
+        }
+    }
+
+    /// Whether two claims need the same host address: same port, and IPs
+    /// that overlap (equal, or either one all interfaces).
+    pub fn overlaps(&self, other: &Claim) -> bool {
+        let (a, b) = (self.address(), other.address());
+        a.port() == b.port()
+            && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+    }
+}
+
+/// A route and the proxy that serves it, for one stage: what a deployer
+/// needs to switch, drain and recover, whatever runs its containers.
+#[derive(Clone, Copy)]
+pub struct Routed<'a> {
+    pub route: &'a Route,
+    pub routes: &'a dyn Routes,
+    pub project: &'a str,
+    pub stage: &'a str,
+}
+
+impl<'a> Routed<'a> {
+    /// The route of a stage that has one, with the proxy from the context.
+    /// `table` names the plugin's table for the message (`docker`).
+    ///
+    /// # Errors
+    /// `Unavailable` when the daemon gave no proxy handle.
+    pub fn of(
+        route: Option<&'a Route>,
+        context: &'a DeployContext,
+        table: &str,
+        project: &'a str,
+        stage: &'a str,
+    ) -> Result<Option<Routed<'a>>, DeployError> {
+        let Some(route) = route else {
+            return Ok(None);
+        };
+        let Some(routes) = context.routes.as_deref() else {
+            return Err(DeployError::Unavailable(format!(
+                "this stage has a [{table}.route] but wharf runs without its route proxy; nothing was changed"
+            )));
+        };
+        Ok(Some(Routed {
+            route,
+            routes,
+            project,
+            stage,
+        }))
+    }
+
+    /// Point the route at `upstream`, atomically.
+    ///
+    /// # Errors
+    /// The proxy does not answer or refused.
+    pub async fn switch(&self, upstream: Upstream) -> Result<(), String> {
+        self.routes
+            .set(&RouteSpec {
+                listen: self.route.listen,
+                mode: self.route.mode,
+                project: self.project.to_string(),
+                stage: self.stage.to_string(),
+                upstream,
+            })
+            .await
+    }
+
+    /// The id of the container the route serves now, if it has one.
+    ///
+    /// # Errors
+    /// The proxy does not answer.
+    pub async fn serving(&self) -> Result<Option<String>, String> {
+        Ok(self
+            .routes
+            .get(self.route.listen)
+            .await?
+            .map(|state| state.spec.upstream.container_id))
+    }
+
+    /// Wait until nothing is in flight on `old`, or `drain` has passed.
+    /// A proxy that stops answering ends the wait early (logged): the old
+    /// container's requests are then its own.
+    pub async fn drain(&self, old: SocketAddr, log: &LogSink) {
+        let started = Instant::now();
+        loop {
+            let in_flight = match self.routes.get(self.route.listen).await {
+                Ok(Some(state)) => state.in_flight_on(old),
+                Ok(None) => 0,
+                Err(e) => {
+                    log.info(format!(
+                        "cannot read what is in flight on the previous container: {e}"
+                    ));
+                    return;
+                }
+            };
+            if in_flight == 0 {
+                log.info(format!(
+                    "the previous container drained in {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ));
+                return;
+            }
+            if started.elapsed() >= self.route.drain {
+                log.info(format!(
+                    "route.drain {} is over with {in_flight} request(s) still in flight on the previous container; stopping it",
+                    humantime::format_duration(self.route.drain)
+                ));
+                return;
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
 }

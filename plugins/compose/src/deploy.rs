@@ -36,14 +36,14 @@ struct Previous {
 
 /// Why the new version did not come up.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Reason(String),
     TimedOut,
     Cancelled,
 }
 
 impl Failure {
-    fn from_tool(error: ToolError, what: &str) -> Failure {
+    pub(crate) fn from_tool(error: ToolError, what: &str) -> Failure {
         match error {
             ToolError::Run(RunError::TimedOut { .. }) => Failure::TimedOut,
             ToolError::Run(RunError::Cancelled { .. }) => Failure::Cancelled,
@@ -62,20 +62,15 @@ pub async fn run(
     request: &DeployRequest,
     context: &DeployContext,
 ) -> Result<DeployOutcome, DeployError> {
+    if let Some(route) = &settings.route {
+        return crate::routed::run(settings, route, request, context).await;
+    }
     let started = Instant::now();
     let log = &context.log;
     let limits = Limits::new(settings.timeout, context.cancel.clone());
     let variable = settings.variable.name();
     let value = settings.variable.value_for(request);
-    // Before `up` nothing has changed: a stop is just a stop.
-    let untouched = |error: ToolError, what: &str| match error {
-        ToolError::Run(RunError::TimedOut { .. }) => DeployError::TimedOut(settings.timeout),
-        ToolError::Run(RunError::Cancelled { .. }) => {
-            DeployError::Cancelled("wharf is shutting down; nothing was changed".into())
-        }
-        ToolError::Missing(message) => DeployError::Unavailable(message),
-        other => DeployError::Failed(format!("{what}: {other}; nothing was changed")),
-    };
+    let untouched = |error: ToolError, what: &str| untouched(settings, error, what);
 
     let compose = Compose::detect(settings, log, &limits)
         .await
@@ -123,6 +118,19 @@ pub async fn run(
             Ok(DeployOutcome { summary })
         }
         Err(failure) => Err(roll_back(&compose, settings, previous, failure, log).await),
+    }
+}
+
+/// The error for a step that failed before anything changed: a stop is
+/// just a stop.
+pub(crate) fn untouched(settings: &ComposeSettings, error: ToolError, what: &str) -> DeployError {
+    match error {
+        ToolError::Run(RunError::TimedOut { .. }) => DeployError::TimedOut(settings.timeout),
+        ToolError::Run(RunError::Cancelled { .. }) => {
+            DeployError::Cancelled("wharf is shutting down; nothing was changed".into())
+        }
+        ToolError::Missing(message) => DeployError::Unavailable(message),
+        other => DeployError::Failed(format!("{what}: {other}; nothing was changed")),
     }
 }
 
@@ -183,19 +191,7 @@ async fn wait_ready(
     log: &LogSink,
     limits: &Limits,
 ) -> Result<String, Failure> {
-    let wait = Limits {
-        deadline: limits
-            .deadline
-            .min(tokio::time::Instant::now() + settings.health_timeout),
-        cancel: limits.cancel.clone(),
-    };
-    let not_ready = |detail: &str| {
-        Failure::Reason(format!(
-            "service {} was not ready within {}{detail}",
-            settings.service,
-            humantime::format_duration(settings.health_timeout)
-        ))
-    };
+    let wait = health_limits(settings, limits);
     let ids = match compose.container_ids(value, log, &wait).await {
         Ok(ids) if ids.is_empty() => {
             return Err(Failure::Reason(format!(
@@ -204,9 +200,41 @@ async fn wait_ready(
             )))
         }
         Ok(ids) => ids,
-        Err(ToolError::Run(RunError::TimedOut { .. })) => return Err(not_ready("")),
+        Err(ToolError::Run(RunError::TimedOut { .. })) => return Err(not_ready(settings, "")),
         Err(error) => return Err(Failure::from_tool(error, "listing the new containers")),
     };
+    wait_for(&ids, settings, log, limits).await
+}
+
+/// `limits`, shortened to `health_timeout` from now.
+pub(crate) fn health_limits(settings: &ComposeSettings, limits: &Limits) -> Limits {
+    Limits {
+        deadline: limits
+            .deadline
+            .min(tokio::time::Instant::now() + settings.health_timeout),
+        cancel: limits.cancel.clone(),
+    }
+}
+
+fn not_ready(settings: &ComposeSettings, detail: &str) -> Failure {
+    Failure::Reason(format!(
+        "service {} was not ready within {}{detail}",
+        settings.service,
+        humantime::format_duration(settings.health_timeout)
+    ))
+}
+
+/// Wait until the containers `ids` run — healthy when they have a
+/// healthcheck, else still running after `grace` — within
+/// `health_timeout`. Returns a short account of the state.
+pub(crate) async fn wait_for(
+    ids: &[String],
+    settings: &ComposeSettings,
+    log: &LogSink,
+    limits: &Limits,
+) -> Result<String, Failure> {
+    let wait = health_limits(settings, limits);
+    let not_ready = |detail: &str| not_ready(settings, detail);
     log.info(format!(
         "waiting up to {} for service {} to be running (and healthy, if it has a healthcheck)",
         humantime::format_duration(settings.health_timeout),
@@ -217,7 +245,7 @@ async fn wait_ready(
     let mut restart_seen: HashMap<String, Instant> = HashMap::new();
     let mut last_state = String::new();
     loop {
-        let containers = match tools::inspect(&ids, log, &wait).await {
+        let containers = match tools::inspect(ids, log, &wait).await {
             Ok(containers) => containers,
             Err(ToolError::Run(RunError::TimedOut { .. })) => {
                 return Err(not_ready(&last_state));
@@ -472,6 +500,7 @@ mod tests {
             restart_count: restarts,
             health: None,
             health_output: None,
+            ports: Default::default(),
         }
     }
 

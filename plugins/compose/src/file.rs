@@ -11,6 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use wharf_plugin_api::ports::{parse_port, PortSpec};
 use yaml_serde::Value;
 
 /// The parts of a compose file the plugin cares about.
@@ -18,6 +19,21 @@ use yaml_serde::Value;
 pub struct ComposeFile {
     /// Service name → its `image:` (`None` for a build-only service).
     pub services: BTreeMap<String, Option<String>>,
+    /// Service name → what a route needs to know of it.
+    pub facts: BTreeMap<String, ServiceFacts>,
+}
+
+/// What a route needs to know of a service: it is scaled to two during a
+/// deployment, so it may not fix its container's name, and the proxy needs
+/// the route's port published on a host port the engine chooses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceFacts {
+    /// `container_name:`, which makes a second container impossible.
+    pub container_name: Option<String>,
+    /// `ports:` entries, short or long syntax, as Docker's `-p` would read
+    /// them; an entry with `${…}` in it (or otherwise unreadable) is kept
+    /// as written.
+    pub ports: Vec<Result<PortSpec, String>>,
 }
 
 impl ComposeFile {
@@ -55,6 +71,7 @@ impl ComposeFile {
             (None, None) => top,
         };
         let mut found = BTreeMap::new();
+        let mut facts = BTreeMap::new();
         for (name, service) in services {
             let Some(name) = name.as_str() else { continue };
             let image = service
@@ -62,11 +79,15 @@ impl ComposeFile {
                 .and_then(Value::as_str)
                 .map(str::to_string);
             found.insert(name.to_string(), image);
+            facts.insert(name.to_string(), ServiceFacts::of(service));
         }
         if found.is_empty() {
             return Err("declares no services".into());
         }
-        Ok(ComposeFile { services: found })
+        Ok(ComposeFile {
+            services: found,
+            facts,
+        })
     }
 
     /// Service names, comma-separated, for error messages.
@@ -77,6 +98,55 @@ impl ComposeFile {
             .collect::<Vec<_>>()
             .join(", ")
     }
+}
+
+impl ServiceFacts {
+    fn of(service: &Value) -> ServiceFacts {
+        let ports = match service.get("ports") {
+            Some(Value::Sequence(entries)) => entries.iter().map(port_entry).collect(),
+            _ => Vec::new(),
+        };
+        ServiceFacts {
+            container_name: service.get("container_name").and_then(scalar_text),
+            ports,
+        }
+    }
+}
+
+/// A YAML scalar as compose reads it: a string, or a number written bare.
+fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(text) => Some(text.clone()),
+        Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
+}
+
+/// One `ports:` entry: `"127.0.0.1::80"`, `80`, or the long syntax
+/// (`target`, `published`, `host_ip`, `protocol`).
+fn port_entry(entry: &Value) -> Result<PortSpec, String> {
+    let text = match entry {
+        Value::Mapping(_) => {
+            let field = |key: &str| entry.get(key).and_then(scalar_text);
+            let target =
+                field("target").ok_or_else(|| "a ports entry without target".to_string())?;
+            let published = field("published").unwrap_or_default();
+            let host_ip = match field("host_ip") {
+                Some(ip) if ip.contains(':') => format!("[{ip}]:"),
+                Some(ip) => format!("{ip}:"),
+                None => String::new(),
+            };
+            let protocol = field("protocol")
+                .map(|p| format!("/{p}"))
+                .unwrap_or_default();
+            format!("{host_ip}{published}:{target}{protocol}")
+        }
+        other => scalar_text(other).ok_or_else(|| "a ports entry that is not text".to_string())?,
+    };
+    if text.contains('$') {
+        return Err(text);
+    }
+    parse_port(&text).map_err(|_| text)
 }
 
 /// One piece of an interpolated string.
@@ -245,6 +315,33 @@ mod tests {
         let merged = "x-base: &base\n  image: r/app:${TAG}\nservices:\n  app:\n    <<: *base\n";
         let file = ComposeFile::parse(merged).unwrap();
         assert_eq!(file.services["app"].as_deref(), Some("r/app:${TAG}"));
+    }
+
+    #[test]
+    fn a_services_ports_and_fixed_name_are_read() {
+        let text = "services:\n  web:\n    image: r/web:${TAG}\n    ports:\n      - \"127.0.0.1::80\"\n      - 9000\n      - \"${PORT}:81\"\n      - target: 82\n        host_ip: 127.0.0.1\n      - target: 83\n        published: \"8083\"\n        protocol: udp\n  db:\n    image: postgres\n    container_name: db\n";
+        let file = ComposeFile::parse(text).unwrap();
+        let web = &file.facts["web"];
+        assert_eq!(web.container_name, None);
+        let ports: Vec<String> = web
+            .ports
+            .iter()
+            .map(|p| match p {
+                Ok(p) => format!("{}|{:?}|{}", p.host_ip, p.host_port, p.key()),
+                Err(text) => format!("unknown {text}"),
+            })
+            .collect();
+        assert_eq!(
+            ports,
+            [
+                "127.0.0.1|None|80/tcp",
+                "|None|9000/tcp",
+                "unknown ${PORT}:81",
+                "127.0.0.1|None|82/tcp",
+                "|Some(8083)|83/udp",
+            ]
+        );
+        assert_eq!(file.facts["db"].container_name.as_deref(), Some("db"));
     }
 
     #[test]

@@ -34,12 +34,14 @@
 #![cfg_attr(test, allow(clippy::string_slice))]
 
 use async_trait::async_trait;
+use wharf_plugin_api::routes::Claim;
 use wharf_plugin_api::{
     DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, Settings, SettingsError,
 };
 
 mod deploy;
 pub mod file;
+mod routed;
 pub mod settings;
 pub mod tools;
 
@@ -80,8 +82,17 @@ impl Deployer for ComposeDeployer {
     }
 
     /// `up -d --no-deps` of the same image is idempotent: a deployment cut
-    /// short by a crash may simply run again.
+    /// short by a crash may simply run again. With a route, the proxy's
+    /// table says which container serves; a rerun first removes the others.
     fn rerun_is_safe(&self, _settings: &Settings) -> bool {
         true
+    }
+
+    fn claimed_addresses(&self, settings: &Settings) -> Vec<Claim> {
+        ComposeSettings::parse(settings)
+            .ok()
+            .and_then(|s| s.route)
+            .map(|route| vec![Claim::Route(route.listen)])
+            .unwrap_or_default()
     }
 }

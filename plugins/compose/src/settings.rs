@@ -7,9 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use wharf_plugin_api::ports::PortSpec;
+use wharf_plugin_api::routes::{RawRoute, Route};
 use wharf_plugin_api::{DeployRequest, Settings, SettingsError};
 
-use crate::file::{ComposeFile, Template};
+use crate::file::{ComposeFile, ServiceFacts, Template};
 
 /// Default limit for a whole deployment (pull, up, wait, and a rollback's
 /// start).
@@ -42,6 +44,8 @@ struct RawSettings {
     grace: Option<String>,
     #[serde(default)]
     command: Option<String>,
+    #[serde(default)]
+    route: Option<RawRoute>,
 }
 
 /// Which variable carries the pushed image into the compose file.
@@ -103,6 +107,9 @@ pub struct ComposeSettings {
     pub health_timeout: Duration,
     pub grace: Duration,
     pub command: CommandChoice,
+    /// `[compose.route]`: the service keeps a stable address; a
+    /// deployment scales it to two and switches the proxy.
+    pub route: Option<Route>,
 }
 
 impl ComposeSettings {
@@ -229,7 +236,19 @@ impl ComposeSettings {
             }
         };
 
+        let route = match &raw.route {
+            None => None,
+            Some(raw_route) => {
+                let route = Route::parse(raw_route).map_err(|e| fail(format!("route: {e}")))?;
+                let facts = compose.facts.get(&service).cloned().unwrap_or_default();
+                check_routable(&service, &file, &facts, &route)
+                    .map_err(|e| fail(format!("route: {e}")))?;
+                Some(route)
+            }
+        };
+
         Ok(ComposeSettings {
+            route,
             file,
             service,
             variable,
@@ -252,6 +271,63 @@ impl ComposeSettings {
     /// where it finds its own `.env`.
     pub fn folder(&self) -> &Path {
         self.file.parent().unwrap_or(Path::new("/"))
+    }
+}
+
+/// Whether `service` can be scaled to two behind `route`: no fixed
+/// container name, the route's port published on an engine-chosen host
+/// port (a fixed one could not be bound twice), and nothing of its own on
+/// the route's address.
+fn check_routable(
+    service: &str,
+    file: &Path,
+    facts: &ServiceFacts,
+    route: &Route,
+) -> Result<(), String> {
+    if let Some(name) = &facts.container_name {
+        return Err(format!(
+            "service '{service}' sets container_name: {name}, so a second container cannot start beside the first; remove container_name from {}",
+            file.display()
+        ));
+    }
+    if let Some(clash) = facts
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| p.claims(route.listen))
+    {
+        return Err(format!(
+            "listen {} is also published by service '{service}' ({}:{}): the proxy owns the route's address; drop that ports entry",
+            route.listen,
+            clash.host_port.unwrap_or_default(),
+            clash.container_port
+        ));
+    }
+    let wanted = format!("{}/tcp", route.port);
+    let published: Vec<&PortSpec> = facts
+        .ports
+        .iter()
+        .flatten()
+        .filter(|p| p.key() == wanted)
+        .collect();
+    let example = format!("ports: [\"127.0.0.1::{}\"]", route.port);
+    match published.as_slice() {
+        [] => Err(format!(
+            "service '{service}' does not publish port {} in {}: the proxy reaches each container there; add {example} (an engine-chosen loopback port)",
+            route.port,
+            file.display()
+        )),
+        [port] if port.host_port.is_some() => Err(format!(
+            "service '{service}' publishes port {} on the fixed host port {}: a second container could not bind it during a deployment; write {example} and let clients use the route's listen {}",
+            route.port,
+            port.host_port.unwrap_or_default(),
+            route.listen
+        )),
+        [_] => Ok(()),
+        _ => Err(format!(
+            "service '{service}' publishes port {} more than once: keep one entry, {example}",
+            route.port
+        )),
     }
 }
 

@@ -4,7 +4,9 @@
 //! own process group, output into the deployment log, bounded by the
 //! deployment's deadline.
 
+use std::collections::BTreeMap;
 use std::ffi::OsString;
+use std::net::SocketAddr;
 
 use serde::Deserialize;
 use tokio::process::Command;
@@ -258,11 +260,32 @@ pub struct Container {
     pub health: Option<String>,
     /// The last healthcheck's output, trimmed.
     pub health_output: Option<String>,
+    /// Published ports: `80/tcp` → where the engine publishes it.
+    pub ports: BTreeMap<String, Vec<SocketAddr>>,
 }
 
 impl Container {
     pub fn short_id(&self) -> &str {
         self.id.get(..12).unwrap_or(&self.id)
+    }
+
+    /// Where the wharf host reaches this container's TCP `port`: its
+    /// loopback binding first, else any binding (all interfaces read as
+    /// loopback, which they include).
+    pub fn published(&self, port: u16) -> Option<SocketAddr> {
+        let bindings = self.ports.get(&format!("{port}/tcp"))?;
+        let reachable = |a: &SocketAddr| {
+            if a.ip().is_unspecified() {
+                SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port())
+            } else {
+                *a
+            }
+        };
+        bindings
+            .iter()
+            .find(|a| a.ip().is_loopback())
+            .or_else(|| bindings.first())
+            .map(reachable)
     }
 }
 
@@ -323,6 +346,43 @@ pub async fn tag(
     }
 }
 
+/// Remove containers by id: `docker stop` first (each gets its own stop
+/// grace period, compose's `stop_grace_period`) unless `now`, then
+/// `docker rm -f`.
+///
+/// # Errors
+/// The command failing.
+pub async fn remove(
+    ids: &[String],
+    now: bool,
+    log: &LogSink,
+    limits: &Limits,
+) -> Result<(), ToolError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut steps: Vec<Vec<&str>> = Vec::new();
+    if !now {
+        steps.push(vec!["stop"]);
+    }
+    steps.push(vec!["rm", "-f"]);
+    for mut args in steps {
+        args.extend(ids.iter().map(String::as_str));
+        let shown = format!("docker {}", args.join(" "));
+        log.info(format!("$ {shown}"));
+        let mut command = Command::new("docker");
+        command.args(&args);
+        let finished = process::run(command, log, Output::Log, limits).await?;
+        if !finished.status.success() {
+            return Err(ToolError::Failed {
+                command: shown,
+                outcome: finished.describe(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The last lines a container printed, into the log, to show why it failed.
 pub async fn log_tail(container: &Container, log: &LogSink, limits: &Limits) {
     log.info(format!(
@@ -347,6 +407,25 @@ struct RawContainer {
     state: RawState,
     #[serde(default)]
     restart_count: i64,
+    #[serde(default)]
+    network_settings: RawNetworkSettings,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct RawNetworkSettings {
+    /// `null` for a port exposed but not published.
+    #[serde(default)]
+    ports: BTreeMap<String, Option<Vec<RawBinding>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RawBinding {
+    #[serde(default)]
+    host_ip: String,
+    #[serde(default)]
+    host_port: String,
 }
 
 #[derive(Deserialize)]
@@ -410,6 +489,26 @@ fn parse_inspect(text: &str) -> Result<Vec<Container>, String> {
                 restart_count: c.restart_count,
                 health: c.state.health.map(|h| h.status),
                 health_output,
+                ports: c
+                    .network_settings
+                    .ports
+                    .into_iter()
+                    .map(|(key, bindings)| {
+                        let addresses = bindings
+                            .unwrap_or_default()
+                            .iter()
+                            .filter_map(|b| {
+                                let ip = if b.host_ip.is_empty() {
+                                    "0.0.0.0"
+                                } else {
+                                    &b.host_ip
+                                };
+                                Some(SocketAddr::new(ip.parse().ok()?, b.host_port.parse().ok()?))
+                            })
+                            .collect();
+                        (key, addresses)
+                    })
+                    .collect(),
             }
         })
         .collect())
@@ -447,6 +546,24 @@ mod tests {
         assert_eq!(containers[0].restart_count, 2);
         assert_eq!(containers[1].health, None);
         assert_eq!(containers[1].exit_code, 3);
+        assert_eq!(containers[1].published(80), None);
         assert!(parse_inspect("not json").is_err());
+
+        let published = r#"[{"Id":"ab","Name":"/shop_web_3","Image":"sha256:cc",
+            "Config":{"Image":"r/web:v3"},
+            "State":{"Status":"running","Running":true,"Restarting":false},
+            "NetworkSettings":{"Ports":{"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"32770"},
+                {"HostIp":"::","HostPort":"32770"}],"81/tcp":[{"HostIp":"127.0.0.1","HostPort":"32771"}],
+                "82/tcp":null}}}]"#;
+        let container = &parse_inspect(published).unwrap()[0];
+        assert_eq!(
+            container.published(80),
+            Some("127.0.0.1:32770".parse().unwrap())
+        );
+        assert_eq!(
+            container.published(81),
+            Some("127.0.0.1:32771".parse().unwrap())
+        );
+        assert_eq!(container.published(82), None);
     }
 }

@@ -38,6 +38,7 @@ use wharf_plugin_api::{
 use engine::{Engine, EngineError};
 use hosts::{Endpoint, Hosts};
 use settings::Plan;
+use wharf_plugin_api::routes::Claim;
 
 /// The least time any engine call may take before it counts as hung; a stop
 /// gets its own timeout on top.
@@ -165,6 +166,12 @@ impl Deployer for DockerDeployer {
     /// [`replace::recover`] has put back whatever an interruption left.
     fn rerun_is_safe(&self, _settings: &Settings) -> bool {
         true
+    }
+
+    fn claimed_addresses(&self, settings: &Settings) -> Vec<Claim> {
+        Plan::parse(settings, &self.hosts)
+            .map(|plan| plan.claims())
+            .unwrap_or_default()
     }
 
     fn as_image_inspector(&self) -> Option<&dyn ImageInspector> {

@@ -34,7 +34,7 @@ use crate::auth;
 use crate::engine::{
     ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, Machine, PullEvent, PullLimits,
 };
-use crate::routed::Routed;
+use crate::routed::{self, Routed};
 use crate::settings::{Plan, Strategy};
 
 /// Suffix of the name the old container waits under during a replacement,
@@ -91,6 +91,7 @@ pub async fn stage(
     let routed = Routed::of(
         plan.route.as_ref(),
         context,
+        "docker",
         &request.project,
         &request.stage,
     )?;
@@ -162,7 +163,7 @@ async fn reconcile_route(
     };
     if serving == Some(current.id.as_str())
         || !current.running
-        || routed.address_of(&current).is_none()
+        || routed::address_of(routed, &current).is_none()
     {
         return;
     }
@@ -171,7 +172,7 @@ async fn reconcile_route(
         .get("wharf.image")
         .cloned()
         .unwrap_or_default();
-    match routed.switch_to(&current, name, &image).await {
+    match routed::switch_to(routed, &current, name, &image).await {
         Ok(address) => log.info(format!(
             "the route {} pointed elsewhere; it serves {name} ({address}) again",
             routed.route.listen
@@ -221,6 +222,7 @@ impl Replaced {
             if let Ok(Some(routed)) = Routed::of(
                 plan.route.as_ref(),
                 context,
+                "docker",
                 &request.project,
                 &request.stage,
             ) {
@@ -659,7 +661,7 @@ async fn replace(
             let mut old_upstream = None;
             if let Some(routed) = &routed {
                 let switched = match engine.container(&new).await {
-                    Ok(Some(info)) => routed.switch_to(&info, name, image).await,
+                    Ok(Some(info)) => routed::switch_to(&routed, &info, name, image).await,
                     Ok(None) => Err("the new container disappeared".into()),
                     Err(e) => Err(format!("cannot inspect the new container: {e}")),
                 };
@@ -676,7 +678,9 @@ async fn replace(
                         )));
                     }
                 }
-                old_upstream = old.as_ref().and_then(|old| routed.address_of(old));
+                old_upstream = old
+                    .as_ref()
+                    .and_then(|old| routed::address_of(&routed, old));
                 pause_at("after-switch", context).await;
             }
             Ok(Replaced {

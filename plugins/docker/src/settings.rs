@@ -6,12 +6,16 @@
 //! table turned into values the engine takes (bytes, nano-CPUs, port maps).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Deserialize;
+use wharf_plugin_api::ports::parse_port;
+pub use wharf_plugin_api::ports::PortSpec;
+#[cfg(test)]
 use wharf_plugin_api::routes::RouteMode;
+use wharf_plugin_api::routes::{Claim, RawRoute};
+pub use wharf_plugin_api::routes::{Route, DEFAULT_DRAIN};
 use wharf_plugin_api::{Settings, SettingsError};
 
 use crate::hosts::{Endpoint, Hosts, Targets};
@@ -89,17 +93,6 @@ struct Raw {
     tls_key: Option<PathBuf>,
     #[serde(default)]
     route: Option<RawRoute>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    listen: String,
-    port: u16,
-    #[serde(default)]
-    drain: Option<String>,
-    #[serde(default)]
-    mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -198,42 +191,6 @@ pub enum Strategy {
     StartFirst,
 }
 
-/// How long requests in flight on the old container may take after a
-/// switch, unless `route.drain` says otherwise.
-pub const DEFAULT_DRAIN: Duration = Duration::from_secs(30);
-
-/// `[docker.route]`: a stable address served by wharf's proxy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    /// The address clients use; the proxy owns it.
-    pub listen: SocketAddr,
-    /// The container port traffic goes to, published on an engine-chosen
-    /// loopback port.
-    pub port: u16,
-    /// How long the old container may finish what is in flight.
-    pub drain: Duration,
-    pub mode: RouteMode,
-}
-
-/// One published port: `[ip:][host_port:]container_port[/protocol]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PortSpec {
-    /// Empty for "all interfaces", as Docker.
-    pub host_ip: String,
-    /// `None`: the engine picks a free port.
-    pub host_port: Option<u16>,
-    pub container_port: u16,
-    /// `tcp`, `udp` or `sctp`.
-    pub protocol: String,
-}
-
-impl PortSpec {
-    /// The engine's key for the container side: `80/tcp`.
-    pub fn key(&self) -> String {
-        format!("{}/{}", self.container_port, self.protocol)
-    }
-}
-
 /// The HTTP health probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpCheck {
@@ -297,6 +254,23 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The wharf host's addresses this stage takes: its route's `listen`,
+    /// and the fixed host ports it publishes on the local engine (a remote
+    /// engine's ports are that host's).
+    pub fn claims(&self) -> Vec<Claim> {
+        let mut claims: Vec<Claim> = self.route.iter().map(|r| Claim::Route(r.listen)).collect();
+        if self.engines.iter().any(|e| matches!(e, Endpoint::Local)) {
+            claims.extend(
+                self.ports
+                    .iter()
+                    .filter(|p| p.protocol == "tcp")
+                    .filter_map(PortSpec::fixed_address)
+                    .map(Claim::Published),
+            );
+        }
+        claims
+    }
+
     /// Parse and check a settings table; `hosts` are the engines
     /// `wharf.toml` names.
     ///
@@ -514,51 +488,16 @@ impl Plan {
 
 /// `[docker.route]`, checked against the stage's own `ports`.
 fn parse_route(raw: &RawRoute, ports: &[PortSpec]) -> Result<Route, String> {
-    let listen: SocketAddr = raw.listen.parse().map_err(|_| {
-        format!(
-            "listen '{}' is not an address like \"127.0.0.1:8080\" or \"[::1]:8080\"",
-            raw.listen
-        )
-    })?;
-    if listen.port() == 0 {
+    let route = Route::parse(raw)?;
+    if let Some(clash) = ports.iter().find(|p| p.claims(route.listen)) {
         return Err(format!(
-            "listen '{}': port 0 is not a stable address; give the port clients use",
-            raw.listen
-        ));
-    }
-    if raw.port == 0 {
-        return Err("port = 0: give the container port traffic goes to".into());
-    }
-    if let Some(clash) = ports.iter().find(|p| {
-        p.protocol == "tcp"
-            && p.host_port == Some(listen.port())
-            && (p.host_ip.is_empty()
-                || listen.ip().is_unspecified()
-                || p.host_ip
-                    .parse::<IpAddr>()
-                    .is_ok_and(|ip| ip.is_unspecified() || ip == listen.ip()))
-    }) {
-        return Err(format!(
-            "listen {listen} is also published by ports '{}:{}': the proxy owns the route's address; drop that ports entry",
+            "listen {} is also published by ports '{}:{}': the proxy owns the route's address; drop that ports entry",
+            route.listen,
             clash.host_port.unwrap_or_default(),
             clash.container_port
         ));
     }
-    let drain = match &raw.drain {
-        None => DEFAULT_DRAIN,
-        Some(text) => parse_duration("drain", text)?,
-    };
-    let mode = match raw.mode.as_deref() {
-        None | Some("http") => RouteMode::Http,
-        Some("tcp") => RouteMode::Tcp,
-        Some(other) => return Err(format!("mode '{other}': expected \"http\" or \"tcp\"")),
-    };
-    Ok(Route {
-        listen,
-        port: raw.port,
-        drain,
-        mode,
-    })
+    Ok(route)
 }
 
 /// Docker's container name rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
@@ -652,63 +591,6 @@ fn parse_health(raw: Option<&RawHealth>) -> Result<Health, String> {
 
 /// Docker's `-p`: `[ip:][host_port:]container_port[/protocol]`, with an IPv6
 /// address in brackets. Port ranges are not supported.
-fn parse_port(text: &str) -> Result<PortSpec, String> {
-    let (spec, protocol) = match text.rsplit_once('/') {
-        Some((spec, protocol)) => (spec, protocol.to_ascii_lowercase()),
-        None => (text, "tcp".to_string()),
-    };
-    if !matches!(protocol.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("protocol '{protocol}' must be tcp, udp or sctp"));
-    }
-    let (host_ip, rest) = if let Some(after) = spec.strip_prefix('[') {
-        let (ip, rest) = after
-            .split_once(']')
-            .ok_or("an IPv6 address needs its closing ']'")?;
-        let rest = rest
-            .strip_prefix(':')
-            .ok_or("expected ':' after the IPv6 address")?;
-        (Some(ip.to_string()), rest)
-    } else {
-        match spec.matches(':').count() {
-            0 | 1 => (None, spec),
-            2 => match spec.split_once(':') {
-                Some((ip, rest)) => (Some(ip.to_string()), rest),
-                None => (None, spec),
-            },
-            _ => return Err("expected [ip:][host_port:]container_port[/protocol]".into()),
-        }
-    };
-    if let Some(ip) = &host_ip {
-        if !ip.is_empty() && ip.parse::<IpAddr>().is_err() {
-            return Err(format!("'{ip}' is not an IP address"));
-        }
-    }
-    let (host_port, container_port) = match rest.split_once(':') {
-        Some((host, container)) => (Some(host), container),
-        None => (None, rest),
-    };
-    let number = |text: &str, what: &str| -> Result<u16, String> {
-        if text.contains('-') {
-            return Err("port ranges are not supported; list each port".into());
-        }
-        match text.parse::<u16>() {
-            Ok(0) | Err(_) => Err(format!("{what} '{text}' is not a port number (1-65535)")),
-            Ok(port) => Ok(port),
-        }
-    };
-    let container_port = number(container_port, "container port")?;
-    let host_port = match host_port {
-        None | Some("") => None,
-        Some(text) => Some(number(text, "host port")?),
-    };
-    Ok(PortSpec {
-        host_ip: host_ip.unwrap_or_default(),
-        host_port,
-        container_port,
-        protocol,
-    })
-}
-
 /// `source:target[:options]`: a named volume or an absolute host path, an
 /// absolute target, and Docker's bind options.
 fn check_volume(text: &str) -> Result<(), String> {
