@@ -12,7 +12,6 @@ pub mod lock;
 pub mod logging;
 pub mod readiness;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
@@ -190,14 +189,4 @@ fn start_reloader(live: Live, notifier: Notifier) -> Option<Watcher> {
         notifier.reloaded(*reload == Reload::All, catalog);
     }));
     watcher
-}
-
-/// Shown once at start: the full URL on an interactive terminal (a newcomer
-/// needs it), never in the log stream (where it would leak the secret).
-pub fn announce_webhook_url(url: &str) {
-    if std::io::stdout().is_terminal() {
-        println!("wharf webhook URL: {url}");
-    } else {
-        info!("webhook URL: /api/webhook/<redacted> (run `wharf url` to print it)");
-    }
 }
