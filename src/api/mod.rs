@@ -108,9 +108,7 @@ pub fn build(app: App, figment: Figment) -> Rocket<Build> {
                 let bound = SocketAddr::new(rocket.config().address, rocket.config().port);
                 let _ = app.bound.set(bound);
                 info!(address = %bound, "wharf is listening");
-                announce_webhook_url(
-                    &app.webhook_url(&app.secrets.load().webhook_secret),
-                );
+                announce_webhook_url(&app.webhook_url(&app.secrets.load().webhook_secret));
                 // Stop taking webhooks the moment shutdown starts: pushes
                 // then get 503 and stay with the sender to retry.
                 let shutdown = rocket.shutdown();
