@@ -12,7 +12,6 @@ pub mod lock;
 pub mod logging;
 pub mod readiness;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
@@ -24,7 +23,7 @@ use tracing::{info, warn};
 
 use crate::api::{self, App};
 use crate::config::catalog::Catalog;
-use crate::config::reload::{self, Live, Reload, Watcher};
+use crate::config::reload::{self, Live, LiveCatalog, LoadFiles, Reload, Watcher};
 use crate::config::settings::Secrets;
 use crate::config::DaemonConfig;
 use crate::deploy::engine::Engine;
@@ -80,6 +79,7 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
     let secrets = Arc::new(ArcSwap::from_pointee(secrets));
     let config = Arc::new(config);
     let notifier = Notifier::default();
+    let (live_catalog, load_requests) = LiveCatalog::new(catalog.clone());
     let _watcher = start_reloader(
         Live {
             config: config.clone(),
@@ -88,6 +88,7 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
             catalog: catalog.clone(),
             secrets: secrets.clone(),
         },
+        load_requests,
         notifier.clone(),
     );
     let readiness = notifier.fairing(catalog.clone());
@@ -105,7 +106,7 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
     }
     let engine = Engine::new(
         store,
-        catalog,
+        live_catalog,
         registry,
         config.deploy.max_concurrent,
         metrics.clone(),
@@ -158,10 +159,15 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
     Ok(())
 }
 
-/// Start the one reload task, fed by the file watcher and SIGHUP. Returns
+/// Start the one reload task, fed by the file watcher and SIGHUP, and by
+/// auto-create's [`LoadFiles`] requests. Returns
 /// the watcher, which must live as long as the daemon. systemd hears
 /// `RELOADING=1` when SIGHUP arrives and `READY=1` when that reload is done.
-fn start_reloader(live: Live, notifier: Notifier) -> Option<Watcher> {
+fn start_reloader(
+    live: Live,
+    load_requests: mpsc::UnboundedReceiver<LoadFiles>,
+    notifier: Notifier,
+) -> Option<Watcher> {
     let (reloads, receiver) = mpsc::unbounded_channel();
     let watcher = match reload::watch(&live.config, reloads.clone()) {
         Ok(watcher) => Some(watcher),
@@ -184,20 +190,15 @@ fn start_reloader(live: Live, notifier: Notifier) -> Option<Watcher> {
         }
         Err(e) => warn!(error = %e, "cannot listen for SIGHUP"),
     }
-    tokio::spawn(reload::run(live, receiver, move |reload, catalog| {
-        tracing::debug!(?reload, projects = catalog.len(), "reload applied");
-        // A SIGHUP reload always ends as `All`, even coalesced with others.
-        notifier.reloaded(*reload == Reload::All, catalog);
-    }));
+    tokio::spawn(reload::run(
+        live,
+        receiver,
+        load_requests,
+        move |reload, catalog| {
+            tracing::debug!(?reload, projects = catalog.len(), "reload applied");
+            // A SIGHUP reload always ends as `All`, even coalesced with others.
+            notifier.reloaded(*reload == Reload::All, catalog);
+        },
+    ));
     watcher
-}
-
-/// Shown once at start: the full URL on an interactive terminal (a newcomer
-/// needs it), never in the log stream (where it would leak the secret).
-pub fn announce_webhook_url(url: &str) {
-    if std::io::stdout().is_terminal() {
-        println!("wharf webhook URL: {url}");
-    } else {
-        info!("webhook URL: /api/webhook/<redacted> (run `wharf url` to print it)");
-    }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::deploy::store::Status;
+use crate::deploy::status::Status;
 
 /// How a webhook request ended, for `wharf_webhooks_total{result}`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

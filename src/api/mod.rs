@@ -11,6 +11,7 @@ pub mod health;
 pub mod webhook;
 
 use std::borrow::Cow;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -107,9 +108,7 @@ pub fn build(app: App, figment: Figment) -> Rocket<Build> {
                 let bound = SocketAddr::new(rocket.config().address, rocket.config().port);
                 let _ = app.bound.set(bound);
                 info!(address = %bound, "wharf is listening");
-                crate::daemon::announce_webhook_url(
-                    &app.webhook_url(&app.secrets.load().webhook_secret),
-                );
+                announce_webhook_url(&app.webhook_url(&app.secrets.load().webhook_secret));
                 // Stop taking webhooks the moment shutdown starts: pushes
                 // then get 503 and stay with the sender to retry.
                 let shutdown = rocket.shutdown();
@@ -242,6 +241,16 @@ impl<'r> FromRequest<'r> for RequestHeaders {
                 .map(|h| (h.name().to_string(), h.value().to_string()))
                 .collect(),
         ))
+    }
+}
+
+/// Shown once at start: the full URL on an interactive terminal (a newcomer
+/// needs it), never in the log stream (where it would leak the secret).
+fn announce_webhook_url(url: &str) {
+    if std::io::stdout().is_terminal() {
+        println!("wharf webhook URL: {url}");
+    } else {
+        info!("webhook URL: /api/webhook/<redacted> (run `wharf url` to print it)");
     }
 }
 

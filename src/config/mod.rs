@@ -334,7 +334,7 @@ impl DaemonConfig {
             if let Some(event) = notify
                 .events
                 .iter()
-                .find(|e| !crate::deploy::store::Status::parse(e).is_some_and(|s| s.is_final()))
+                .find(|e| !crate::deploy::status::Status::parse(e).is_some_and(|s| s.is_final()))
             {
                 return Err(ConfigError::Invalid {
                     key: "notify.events",

@@ -5,6 +5,13 @@
 //! then swaps a whole new snapshot; on error the previous good version stays
 //! in force and the error is logged once (and shown by the admin API).
 //!
+//! That task is the only writer of the live catalog. Auto-create, which must
+//! see its new file loaded before it answers the push, asks it through a
+//! [`LiveCatalog`] and waits for the reply, instead of storing a catalog of
+//! its own (a second writer could lose a reload that ran meanwhile, or have
+//! its project dropped by one). Parsing and reading files run on the
+//! blocking pool, never on an async worker thread.
+//!
 //! Folders are watched, not files: editors save by writing a temporary file
 //! and renaming it over the old one, which replaces the inode a file watch
 //! would follow. Events are debounced, so a `git pull` touching fifty files
@@ -19,7 +26,7 @@ use arc_swap::ArcSwap;
 use notify_debouncer_full::notify::event::ModifyKind;
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
 use notify_debouncer_full::{new_debouncer, DebounceEventResult, Debouncer, RecommendedCache};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 use wharf_plugin_api::Registry;
 
@@ -50,6 +57,61 @@ pub struct Live {
     pub registry: Registry,
     pub catalog: Arc<ArcSwap<Catalog>>,
     pub secrets: Arc<ArcSwap<Secrets>>,
+}
+
+/// A request to the reload task: load these project files now and answer
+/// with the catalog then in force.
+pub struct LoadFiles {
+    paths: Vec<PathBuf>,
+    reply: oneshot::Sender<Arc<Catalog>>,
+}
+
+/// The live catalog as everyone but the reload task holds it: read the
+/// current snapshot, or have the reload task (the one writer) load files now.
+#[derive(Clone)]
+pub struct LiveCatalog {
+    current: Arc<ArcSwap<Catalog>>,
+    requests: mpsc::UnboundedSender<LoadFiles>,
+}
+
+impl std::fmt::Debug for LiveCatalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LiveCatalog")
+    }
+}
+
+impl LiveCatalog {
+    /// A handle on `current`, and the receiver to give [`run`].
+    pub fn new(
+        current: Arc<ArcSwap<Catalog>>,
+    ) -> (LiveCatalog, mpsc::UnboundedReceiver<LoadFiles>) {
+        let (requests, receiver) = mpsc::unbounded_channel();
+        (LiveCatalog { current, requests }, receiver)
+    }
+
+    /// The snapshot in force now.
+    pub fn load(&self) -> Arc<Catalog> {
+        self.current.load_full()
+    }
+
+    /// Have the reload task re-read these project files now, rather than
+    /// when the file watcher gets to them, and return the catalog then in
+    /// force. Without a reload task (shutdown) nothing is loaded and the
+    /// current catalog is returned.
+    pub async fn load_files(&self, paths: Vec<PathBuf>) -> Arc<Catalog> {
+        let (reply, answer) = oneshot::channel();
+        if self.requests.send(LoadFiles { paths, reply }).is_err() {
+            warn!("the reload task is gone: project files are not loaded");
+            return self.load();
+        }
+        match answer.await {
+            Ok(catalog) => catalog,
+            Err(_) => {
+                warn!("the reload task stopped before loading the project files");
+                self.load()
+            }
+        }
+    }
 }
 
 /// Keeps the watcher alive; dropping it stops watching.
@@ -122,25 +184,53 @@ fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
-/// Apply reloads one at a time until every sender is gone. `done` is told
-/// after each one (readiness notification, tests).
+/// Apply reloads and [`LoadFiles`] requests one at a time until every sender
+/// of both is gone. `done` is told after each reload (readiness
+/// notification, tests).
 pub async fn run(
     live: Live,
     mut reloads: mpsc::UnboundedReceiver<Reload>,
+    mut requests: mpsc::UnboundedReceiver<LoadFiles>,
     done: impl Fn(&Reload, &Catalog) + Send,
 ) {
-    while let Some(first) = reloads.recv().await {
-        // Coalesce what queued up meanwhile into one pass.
-        let mut batch = vec![first];
-        while let Ok(more) = reloads.try_recv() {
-            batch.push(more);
+    let live = Arc::new(live);
+    loop {
+        tokio::select! {
+            Some(first) = reloads.recv() => {
+                // Coalesce what queued up meanwhile into one pass.
+                let mut batch = vec![first];
+                while let Ok(more) = reloads.try_recv() {
+                    batch.push(more);
+                }
+                let reload = coalesce(batch);
+                let reload_ref = reload.clone();
+                let outcome = blocking(&live, move |live| apply(live, &reload_ref)).await;
+                done(&reload, &outcome);
+            }
+            Some(LoadFiles { paths, reply }) = requests.recv() => {
+                let outcome = blocking(&live, move |live| load_files(live, &paths)).await;
+                // The asker may have given up (its request was cancelled).
+                let _ = reply.send(outcome);
+            }
+            else => break,
         }
-        let reload = coalesce(batch);
-        let live_ref = &live;
-        let reload_ref = reload.clone();
-        // Parsing thousands of files is blocking work.
-        let outcome = tokio::task::block_in_place(|| apply(live_ref, &reload_ref));
-        done(&reload, &outcome);
+    }
+}
+
+/// Run `work` on the blocking pool: parsing thousands of files, reading
+/// them and `settings.toml` is blocking work. If it panicked, the catalog
+/// stays as it was.
+async fn blocking(
+    live: &Arc<Live>,
+    work: impl FnOnce(&Live) -> Arc<Catalog> + Send + 'static,
+) -> Arc<Catalog> {
+    let shared = live.clone();
+    match tokio::task::spawn_blocking(move || work(&shared)).await {
+        Ok(catalog) => catalog,
+        Err(e) => {
+            error!("a reload failed, the previous configuration stays in force: {e}");
+            live.catalog.load_full()
+        }
     }
 }
 
@@ -192,6 +282,18 @@ fn reload_projects(live: &Live, paths: Option<&[PathBuf]>) -> Arc<Catalog> {
     };
     report_changes(&before, &after);
     let after = Arc::new(after);
+    live.catalog.store(after.clone());
+    after
+}
+
+/// Auto-create's request: these files now, on top of the catalog in force.
+/// Not reported like a reload; auto-create logs what it made of them.
+fn load_files(live: &Live, paths: &[PathBuf]) -> Arc<Catalog> {
+    let after = Arc::new(
+        live.catalog
+            .load()
+            .with_files_reloaded(paths, &live.registry),
+    );
     live.catalog.store(after.clone());
     after
 }

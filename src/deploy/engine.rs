@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn, Instrument};
@@ -24,6 +23,7 @@ use wharf_plugin_api::{
 
 use super::store::{now_ms, Deployment, NewDeployment, Status, Store, StoreError};
 use crate::config::catalog::Catalog;
+use crate::config::reload::LiveCatalog;
 use crate::metrics::Metrics;
 
 /// How long a finished deployment's log writer may take to flush.
@@ -41,7 +41,7 @@ type StageKey = (String, String);
 /// Shared by the HTTP API, the workers and the shutdown path.
 pub struct Engine {
     store: Store,
-    catalog: Arc<ArcSwap<Catalog>>,
+    catalog: LiveCatalog,
     registry: Registry,
     permits: Arc<Semaphore>,
     active: Mutex<HashSet<StageKey>>,
@@ -68,7 +68,7 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     pub fn new(
         store: Store,
-        catalog: Arc<ArcSwap<Catalog>>,
+        catalog: LiveCatalog,
         registry: Registry,
         max_concurrent: usize,
         metrics: Arc<Metrics>,
@@ -96,7 +96,7 @@ impl Engine {
     }
 
     pub fn catalog(&self) -> Arc<Catalog> {
-        self.catalog.load_full()
+        self.catalog.load()
     }
 
     /// A receiver of every deployment change from now on (see `changes`).
@@ -118,11 +118,10 @@ impl Engine {
 
     /// Re-read these project files into the live catalog now, rather than
     /// when the file watcher gets to them: an auto-created project must match
-    /// the very push that created it. Returns the catalog now in force.
-    pub fn reload_files(&self, paths: &[std::path::PathBuf]) -> Arc<Catalog> {
-        self.catalog
-            .rcu(|current| current.with_files_reloaded(paths, &self.registry));
-        self.catalog.load_full()
+    /// the very push that created it. The reload task does it (it alone
+    /// writes the catalog); returns the catalog then in force.
+    pub async fn reload_files(&self, paths: Vec<std::path::PathBuf>) -> Arc<Catalog> {
+        self.catalog.load_files(paths).await
     }
 
     /// False once shutdown began: new pushes get 503 and stay with the sender.
@@ -229,7 +228,17 @@ impl Engine {
     /// End the worker of `key` unless something is queued for it. Done under
     /// the `active` lock so that a concurrent `kick` either sees the worker
     /// alive (and the worker then sees the new row) or starts a new one.
-    fn retire(&self, key: &StageKey) -> bool {
+    /// The lock and the store query are taken on the blocking pool, not on
+    /// an async worker thread; if that fails the worker goes on (looks again).
+    async fn retire(self: &Arc<Self>, key: &StageKey) -> bool {
+        let engine = self.clone();
+        let key = key.clone();
+        tokio::task::spawn_blocking(move || engine.retire_now(&key))
+            .await
+            .unwrap_or(false)
+    }
+
+    fn retire_now(&self, key: &StageKey) -> bool {
         let mut active = self.lock_active();
         let more = self.is_accepting() && self.store.has_queued(&key.0, &key.1).unwrap_or(true);
         if !more {
@@ -267,7 +276,7 @@ impl Engine {
                 }
                 Ok(None) => {
                     drop(permit);
-                    if self.retire(&key) {
+                    if self.retire(&key).await {
                         return;
                     }
                 }
@@ -333,7 +342,7 @@ impl Engine {
     /// Resolve the project's current settings and call the plugin. Returns
     /// the status to record, why, and the deployer's name.
     async fn execute(&self, deployment: &Deployment, log: &LogSink) -> (Status, String, String) {
-        let catalog = self.catalog.load_full();
+        let catalog = self.catalog.load();
         let Some(stage) = catalog
             .project(&deployment.project)
             .and_then(|p| p.stages.get(&deployment.stage))
@@ -403,7 +412,7 @@ impl Engine {
     /// # Errors
     /// The store failed.
     pub async fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
-        let catalog = self.catalog.load_full();
+        let catalog = self.catalog.load();
         let registry = self.registry.clone();
         let interrupted = self
             .store

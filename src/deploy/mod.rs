@@ -3,4 +3,5 @@
 
 pub mod engine;
 pub mod notify;
+pub mod status;
 pub mod store;

@@ -22,6 +22,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
+pub use super::status::Status;
+
 /// Each entry moves the schema one version up; never edit a released one.
 const MIGRATIONS: &[&str] = &[
     // 1: deployments, their logs, and sender event ids already seen.
@@ -59,58 +61,6 @@ const MIGRATIONS: &[&str] = &[
 
 /// Lines kept per deployment; beyond this the log says it was cut.
 pub const MAX_LOG_LINES: i64 = 5_000;
-
-/// The life of a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    Queued,
-    AwaitingApproval,
-    Running,
-    Succeeded,
-    Failed,
-    Rejected,
-    Superseded,
-    Interrupted,
-}
-
-impl Status {
-    pub const ALL: [Status; 8] = [
-        Status::Queued,
-        Status::AwaitingApproval,
-        Status::Running,
-        Status::Succeeded,
-        Status::Failed,
-        Status::Rejected,
-        Status::Superseded,
-        Status::Interrupted,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Queued => "queued",
-            Status::AwaitingApproval => "awaiting_approval",
-            Status::Running => "running",
-            Status::Succeeded => "succeeded",
-            Status::Failed => "failed",
-            Status::Rejected => "rejected",
-            Status::Superseded => "superseded",
-            Status::Interrupted => "interrupted",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Status> {
-        Status::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    /// A status no deployment leaves.
-    pub fn is_final(self) -> bool {
-        !matches!(
-            self,
-            Status::Queued | Status::AwaitingApproval | Status::Running
-        )
-    }
-}
 
 /// A deployment as stored.
 #[derive(Debug, Clone, Serialize)]

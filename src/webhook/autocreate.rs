@@ -6,9 +6,13 @@
 //!   port, its OCI labels, `wharf.*` labels) with safe defaults: ports bound
 //!   to 127.0.0.1 only, restart `unless-stopped`, nothing privileged, no host
 //!   mounts, no host network. Its header says where it came from.
-//! - One push at a time creates (a process-wide lock); under the lock the
-//!   live catalog and the folder itself are checked again, so concurrent
-//!   pushes of one new image make exactly one project.
+//! - One push at a time creates a project for a repository (a lock per
+//!   repository, [`lock`]); under the lock the live catalog and the folder
+//!   itself are checked again, so concurrent pushes of one new image make
+//!   exactly one project, while pushes of other images do not wait for it.
+//! - Looking at the folder and writing the file (with its fsyncs) run on the
+//!   blocking pool; the file is loaded by the reload task, the one writer of
+//!   the live catalog ([`Engine::reload_files`]).
 //! - An image that cannot be inspected (no engine, pull refused) still gets
 //!   a project, without ports, and the file and the log say why.
 //! - The name comes from the repository's last path component, reduced to
@@ -18,7 +22,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
@@ -32,9 +36,14 @@ use crate::config::project::is_valid_name;
 use crate::config::DaemonConfig;
 use crate::deploy::engine::Engine;
 use crate::reference::normalize_repository;
+use lock::RepoLocks;
 
-/// One creation at a time in this process: check, inspect, write, load.
-static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+mod lock;
+
+/// One creation at a time per repository in this process: check, inspect,
+/// write, load. Pushes of other repositories go on meanwhile; an image pull
+/// may hold one for up to [`INSPECT_LIMIT`].
+static CREATING: LazyLock<RepoLocks> = LazyLock::new(RepoLocks::default);
 
 /// Inspecting may pull the image; past this, the project is created without.
 const INSPECT_LIMIT: Duration = Duration::from_secs(120);
@@ -69,15 +78,21 @@ pub async fn for_push(engine: &Arc<Engine>, config: &DaemonConfig, push: &Push) 
     else {
         return AutoCreate::Skipped("the image is not in auto_create.allow".into());
     };
-    let _creating = CREATING.lock().await;
+    let _creating = CREATING.lock(&push.repository).await;
 
     // Re-check under the lock: another push may have created it meanwhile,
     // or the file may exist without being in the catalog yet.
     if !engine.catalog().matching(&push.repository).is_empty() {
         return AutoCreate::Exists;
     }
-    if let Some(existing) = file_naming(&config.projects_dir, &push.repository) {
-        let catalog = engine.reload_files(std::slice::from_ref(&existing));
+    let dir = config.projects_dir.clone();
+    let repository = push.repository.clone();
+    let existing = match blocking(move || file_naming(&dir, &repository)).await {
+        Ok(existing) => existing,
+        Err(why) => return AutoCreate::Skipped(why),
+    };
+    if let Some(existing) = existing {
+        let catalog = engine.reload_files(vec![existing.clone()]).await;
         if !catalog.matching(&push.repository).is_empty() {
             return AutoCreate::Exists;
         }
@@ -95,29 +110,21 @@ pub async fn for_push(engine: &Arc<Engine>, config: &DaemonConfig, push: &Push) 
     if let Err(why) = &facts {
         warn!(image = %reference, "auto-create: cannot inspect the image, the project gets no ports: {why}");
     }
-    let catalog = engine.catalog();
-    let Some(name) = choose_name(&config.projects_dir, &catalog, &push.repository) else {
-        return AutoCreate::Skipped(format!(
-            "no free project name for {} in {}",
-            push.repository,
-            config.projects_dir.display()
-        ));
+    let job = Job {
+        dir: config.projects_dir.clone(),
+        catalog: engine.catalog(),
+        repository: push.repository.clone(),
+        reference: reference.clone(),
+        pattern: pattern.clone(),
+        stage: settings.default_stage.clone(),
+        deployer: settings.deployer.clone(),
+        facts,
     };
-    let path = config.projects_dir.join(format!("{name}.toml"));
-    let text = render(&Draft {
-        repository: &push.repository,
-        reference: &reference,
-        pattern,
-        stage: &settings.default_stage,
-        deployer: &settings.deployer,
-        facts: facts.as_ref().map_err(String::as_str),
-        taken_ports: &ports_in_use(&catalog),
-    });
-    if let Err(e) = write_atomic(&path, text.as_bytes(), 0o644) {
-        warn!(file = %path.display(), "auto-create: cannot write the project file: {e}");
-        return AutoCreate::Skipped(format!("cannot write {}: {e}", path.display()));
-    }
-    let catalog = engine.reload_files(std::slice::from_ref(&path));
+    let (name, path) = match blocking(move || write_project(&job)).await.and_then(|r| r) {
+        Ok(written) => written,
+        Err(why) => return AutoCreate::Skipped(why),
+    };
+    let catalog = engine.reload_files(vec![path.clone()]).await;
     if catalog.project(&name).is_none() {
         let why = catalog
             .errors()
@@ -132,6 +139,56 @@ pub async fn for_push(engine: &Arc<Engine>, config: &DaemonConfig, push: &Push) 
     }
     info!(project = %name, file = %path.display(), image = %reference, "project auto-created");
     AutoCreate::Created(name)
+}
+
+/// Run file-system work on the blocking pool; an error is the reason for
+/// the response's `ignored`.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| format!("auto-create failed: {e}"))
+}
+
+/// What the file is written from, owned, to hand to the blocking pool.
+struct Job {
+    dir: PathBuf,
+    catalog: Arc<Catalog>,
+    repository: String,
+    reference: String,
+    pattern: String,
+    stage: String,
+    deployer: String,
+    facts: Result<ImageFacts, String>,
+}
+
+/// Choose a free name and write the project file. Blocking: it looks at the
+/// folder, probes host ports and fsyncs. Returns the name and the path, or
+/// why nothing was written.
+fn write_project(job: &Job) -> Result<(String, PathBuf), String> {
+    let Some(name) = choose_name(&job.dir, &job.catalog, &job.repository) else {
+        return Err(format!(
+            "no free project name for {} in {}",
+            job.repository,
+            job.dir.display()
+        ));
+    };
+    let path = job.dir.join(format!("{name}.toml"));
+    let text = render(&Draft {
+        repository: &job.repository,
+        reference: &job.reference,
+        pattern: &job.pattern,
+        stage: &job.stage,
+        deployer: &job.deployer,
+        facts: job.facts.as_ref().map_err(String::as_str),
+        taken_ports: &ports_in_use(&job.catalog),
+    });
+    if let Err(e) = write_atomic(&path, text.as_bytes(), 0o644) {
+        warn!(file = %path.display(), "auto-create: cannot write the project file: {e}");
+        return Err(format!("cannot write {}: {e}", path.display()));
+    }
+    Ok((name, path))
 }
 
 /// Whether an `allow` glob admits the push: it is matched against the

@@ -2,7 +2,8 @@
 //! every stage of it whose tag globs match.
 
 use crate::config::catalog::Catalog;
-use crate::deploy::store::{NewDeployment, Status};
+use crate::deploy::status::Status;
+use crate::deploy::store::NewDeployment;
 
 /// A push that passed validation: normalized repository, valid tag and digest.
 #[derive(Debug, Clone, PartialEq, Eq)]

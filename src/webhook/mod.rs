@@ -17,7 +17,8 @@ use serde::Serialize;
 
 use crate::config::DaemonConfig;
 use crate::deploy::engine::Engine;
-use crate::deploy::store::{Status, StoreError};
+use crate::deploy::status::Status;
+use crate::deploy::store::StoreError;
 use crate::reference::{is_valid_digest, is_valid_tag, normalize_repository};
 use autocreate::AutoCreate;
 use matching::{match_push, Push};
