@@ -104,6 +104,12 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
             warn!(error = %e, "the route proxy is not running; routed stages fail to deploy until it is");
         }
     }
+    // Routes follow the catalog and their containers between deployments.
+    tokio::spawn(crate::proxy::upkeep::run(
+        routes.clone(),
+        catalog.clone(),
+        registry.clone(),
+    ));
     let engine = Engine::new(
         store,
         live_catalog,

@@ -489,7 +489,14 @@ async fn a_routed_service_is_replaced_under_load_without_a_failed_request() {
     let v3 = stack.finished(&id).await;
     assert_status(&v3, "succeeded");
     let after_v3 = Instant::now();
-    assert_eq!(slow.await.unwrap().trim(), "web v2");
+    let proxy_log =
+        || std::fs::read_to_string(stack.wharf.dir.join("state/proxy.log")).unwrap_or_default();
+    assert_eq!(
+        slow.await.unwrap().trim(),
+        "web v2",
+        "proxy log:\n{}",
+        proxy_log()
+    );
     let log = log_text(&v3);
     assert!(log.contains("--scale web=2"), "{log}");
     assert!(
@@ -555,6 +562,7 @@ async fn a_routed_service_is_replaced_under_load_without_a_failed_request() {
     assert_eq!(stack.running_image("web"), stack.web_image("v5"));
 
     tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(load.failures().is_empty(), "proxy log:\n{}", proxy_log());
     assert_no_failures(&load, "through the compose deployments");
     assert_eq!(
         load.versions_since(after_v3).first().map(String::as_str),

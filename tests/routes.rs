@@ -370,4 +370,16 @@ async fn a_crash_right_after_the_switch_keeps_the_new_container_serving() {
     assert!(common::inspect(&format!("{container}-wharf-retired")).is_none());
     assert_no_failures(&load, "through a crash right after the switch");
     load.stop().await;
+
+    // The serving container restarts (as a crash under its restart policy,
+    // a dockerd restart or a reboot would restart it): it comes back on the
+    // same loopback port, so the route answers again without a deployment.
+    common::docker(&["restart", "-t", "0", &container]);
+    assert_eq!(
+        common::served(listen, "v2", Duration::from_secs(20))
+            .await
+            .as_deref(),
+        Some("v2"),
+        "the route's upstream moved when its container restarted"
+    );
 }

@@ -136,6 +136,27 @@ impl ProxyClient {
             .map_err(|e| format!("the route proxy listed something unreadable: {e}"))
     }
 
+    /// Move the route on `listen` to `address` while it still serves
+    /// `container_id`; whether it moved.
+    ///
+    /// # Errors
+    /// The proxy does not answer or cannot save its table.
+    pub async fn relocate(
+        &self,
+        listen: SocketAddr,
+        container_id: &str,
+        address: SocketAddr,
+    ) -> Result<bool, String> {
+        let answer = self
+            .call(&ControlRequest::Relocate {
+                listen,
+                container_id: container_id.to_string(),
+                address,
+            })
+            .await?;
+        Ok(answer.get("moved") == Some(&json!(true)))
+    }
+
     /// Remove the route on `listen`; whether there was one.
     ///
     /// # Errors

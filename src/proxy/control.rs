@@ -31,8 +31,18 @@ pub const MAX_LINE: u64 = 64 * 1024;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum ControlRequest {
     List,
-    Set { route: RouteSpec },
-    Remove { listen: SocketAddr },
+    Set {
+        route: RouteSpec,
+    },
+    /// Move a route to `address` if it still serves `container_id`.
+    Relocate {
+        listen: SocketAddr,
+        container_id: String,
+        address: SocketAddr,
+    },
+    Remove {
+        listen: SocketAddr,
+    },
 }
 
 /// Bind the socket, replacing a stale file left by a proxy that died.
@@ -117,6 +127,14 @@ async fn handle(table: &Table, line: &str) -> Value {
         ControlRequest::List => json!({"ok": true, "routes": table.states()}),
         ControlRequest::Set { route } => match table.set(route).await {
             Ok(()) => json!({"ok": true}),
+            Err(e) => json!({"ok": false, "error": e.to_string()}),
+        },
+        ControlRequest::Relocate {
+            listen,
+            container_id,
+            address,
+        } => match table.relocate(listen, &container_id, address).await {
+            Ok(moved) => json!({"ok": true, "moved": moved}),
             Err(e) => json!({"ok": false, "error": e.to_string()}),
         },
         ControlRequest::Remove { listen } => match table.remove(listen).await {

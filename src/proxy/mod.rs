@@ -6,13 +6,15 @@
 //!   persisted to `<state_dir>/routes.json` and restored at start;
 //! - [`http`]: the HTTP/1.1 reverse proxy; [`tcp`]: `mode = "tcp"`;
 //! - [`control`]: the control socket `<state_dir>/proxy.sock`;
-//! - [`client`]: the daemon's side of that socket.
+//! - [`client`]: the daemon's side of that socket; [`upkeep`]: the
+//!   daemon keeping routes in step with its projects and containers.
 
 pub mod client;
 pub mod control;
 pub mod http;
 pub mod table;
 pub mod tcp;
+pub mod upkeep;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

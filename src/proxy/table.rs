@@ -342,6 +342,39 @@ impl Table {
         Ok(())
     }
 
+    /// Point the route on `listen` at `address`, but only while its
+    /// upstream is still the container `container_id`: the same container
+    /// republished elsewhere after its engine restarted it. A deployment
+    /// that switched the route meanwhile wins. Returns whether it moved.
+    ///
+    /// # Errors
+    /// The file cannot be written (the route stays as it was).
+    pub async fn relocate(
+        &self,
+        listen: SocketAddr,
+        container_id: &str,
+        address: SocketAddr,
+    ) -> Result<bool, TableError> {
+        let _one = self.changes.lock().await;
+        let routes = self.routes.load_full();
+        let Some(route) = routes.get(&listen) else {
+            return Ok(false);
+        };
+        let previous = route.spec();
+        if previous.upstream.container_id != container_id || previous.upstream.address == address {
+            return Ok(false);
+        }
+        let mut moved = previous.clone();
+        moved.upstream.address = address;
+        route.switch(moved);
+        if let Err(e) = self.save(&routes) {
+            route.switch(previous);
+            return Err(e);
+        }
+        info!(listen = %listen, from = %previous.upstream.address, to = %address, container = %previous.upstream.container, "route's container republished; route moved");
+        Ok(true)
+    }
+
     /// Remove the route on `listen`; returns whether there was one.
     ///
     /// # Errors

@@ -278,6 +278,22 @@ pub trait Deployer: Send + Sync {
         Vec::new()
     }
 
+    /// Where the container `upstream` names publishes its stage's route
+    /// port now. An engine that restarts a container (its restart policy,
+    /// the engine's own restart, a reboot) may publish it on another port;
+    /// the daemon asks this when a route's upstream stops answering, and
+    /// moves the route. `None`: the container is gone or not running.
+    ///
+    /// # Errors
+    /// The engine could not be asked.
+    async fn locate_upstream(
+        &self,
+        _settings: &Settings,
+        _upstream: &routes::Upstream,
+    ) -> Result<Option<std::net::SocketAddr>, String> {
+        Ok(None)
+    }
+
     /// The image-inspection capability, when this plugin has it.
     fn as_image_inspector(&self) -> Option<&dyn ImageInspector> {
         None

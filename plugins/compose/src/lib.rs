@@ -33,10 +33,15 @@
 // other panicking forms in tests).
 #![cfg_attr(test, allow(clippy::string_slice))]
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use async_trait::async_trait;
-use wharf_plugin_api::routes::Claim;
+use wharf_plugin_api::process::Limits;
+use wharf_plugin_api::routes::{Claim, Upstream};
 use wharf_plugin_api::{
-    DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, Settings, SettingsError,
+    CancellationToken, DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, LogSink,
+    Settings, SettingsError,
 };
 
 mod deploy;
@@ -46,6 +51,9 @@ pub mod settings;
 pub mod tools;
 
 use settings::ComposeSettings;
+
+/// Limit for asking the engine where a route's container is published.
+const LOCATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The compose deployer plugin.
 #[derive(Debug, Default)]
@@ -86,6 +94,26 @@ impl Deployer for ComposeDeployer {
     /// table says which container serves; a rerun first removes the others.
     fn rerun_is_safe(&self, _settings: &Settings) -> bool {
         true
+    }
+
+    async fn locate_upstream(
+        &self,
+        settings: &Settings,
+        upstream: &Upstream,
+    ) -> Result<Option<SocketAddr>, String> {
+        let settings = ComposeSettings::parse(settings).map_err(|e| e.message)?;
+        let Some(route) = &settings.route else {
+            return Ok(None);
+        };
+        let limits = Limits::new(LOCATE_TIMEOUT, CancellationToken::new());
+        let (log, _lines) = LogSink::channel();
+        let containers = tools::inspect(&[upstream.container_id.clone()], &log, &limits)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(containers
+            .iter()
+            .find(|c| c.running)
+            .and_then(|c| c.published(route.port)))
     }
 
     fn claimed_addresses(&self, settings: &Settings) -> Vec<Claim> {

@@ -27,9 +27,11 @@ pub mod rollout;
 pub mod routed;
 pub mod settings;
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use wharf_plugin_api::routes::{Claim, Upstream};
 use wharf_plugin_api::{
     DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, ImageFacts, ImageInspector,
     Settings, SettingsError,
@@ -38,11 +40,12 @@ use wharf_plugin_api::{
 use engine::{Engine, EngineError};
 use hosts::{Endpoint, Hosts};
 use settings::Plan;
-use wharf_plugin_api::routes::Claim;
 
 /// The least time any engine call may take before it counts as hung; a stop
 /// gets its own timeout on top.
 const ENGINE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Limit for asking the engine where a route's container is published.
+const LOCATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A project that does not exist yet has no `pull_timeout`: inspecting an
 /// image for auto-creation pulls within the defaults.
 const INSPECT_PULL: engine::PullLimits = engine::PullLimits {
@@ -166,6 +169,27 @@ impl Deployer for DockerDeployer {
     /// [`replace::recover`] has put back whatever an interruption left.
     fn rerun_is_safe(&self, _settings: &Settings) -> bool {
         true
+    }
+
+    async fn locate_upstream(
+        &self,
+        settings: &Settings,
+        upstream: &Upstream,
+    ) -> Result<Option<SocketAddr>, String> {
+        let plan = Plan::parse(settings, &self.hosts).map_err(|e| e.message)?;
+        let Some(route) = &plan.route else {
+            return Ok(None);
+        };
+        let engine = Engine::connect(LOCATE_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())?;
+        let container = engine
+            .container(&upstream.container_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(container
+            .filter(|c| c.running)
+            .and_then(|c| replace::probe_target(&c, route.port, engine::Machine::Local)))
     }
 
     fn claimed_addresses(&self, settings: &Settings) -> Vec<Claim> {

@@ -518,13 +518,22 @@ fn container_spec(
             port.host_port.map(|p| p.to_string()).unwrap_or_default(),
         ));
     }
-    // The route's upstream: loopback only, an engine-chosen port (never
+    // The route's upstream: loopback only, a port of its own (never
     // `listen`, which the proxy owns), so old and new run side by side.
+    // wharf picks the port rather than the engine: an engine-chosen port
+    // changes each time the container restarts (a crash under a restart
+    // policy, dockerd restarting, a reboot), and the route would point at
+    // nothing; a fixed one is kept by the engine across restarts.
     if let Some(route) = &plan.route {
+        let host_port = free_loopback_port().map_err(|e| {
+            DeployError::Unavailable(format!(
+                "cannot find a free loopback port for the route's upstream: {e}; nothing was changed"
+            ))
+        })?;
         ports
             .entry(format!("{}/tcp", route.port))
             .or_default()
-            .push(("127.0.0.1".into(), String::new()));
+            .push(("127.0.0.1".into(), host_port.to_string()));
     }
     let network = plan
         .primary_network
@@ -546,6 +555,13 @@ fn container_spec(
         nano_cpus: plan.nano_cpus,
         stop_timeout: i64::try_from(plan.stop_timeout.as_secs()).ok(),
     })
+}
+
+/// A loopback port free right now, as the kernel picks one for a listener
+/// (the same ephemeral range the engine would choose from).
+fn free_loopback_port() -> std::io::Result<u16> {
+    let listener = std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0))?;
+    Ok(listener.local_addr()?.port())
 }
 
 /// Docker's env-file format: `KEY=VALUE` lines, `#` comments and blank lines
