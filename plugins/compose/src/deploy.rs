@@ -10,6 +10,7 @@ use wharf_plugin_api::process::{Limits, RunError};
 use wharf_plugin_api::{
     CancellationToken, DeployContext, DeployError, DeployOutcome, DeployRequest, LogSink,
 };
+use wharf_registry::reference;
 
 use crate::settings::{ComposeSettings, Variable};
 use crate::tools::{self, Compose, Container, ToolError};
@@ -432,7 +433,9 @@ async fn restore(
 ) -> Result<String, String> {
     // Point the old reference at the old image again: if the tag was
     // re-pushed, `up` must not pick up the broken image under the old name.
-    if !container.image.contains('@') && container.image_id.starts_with("sha256:") {
+    if reference::split(&container.image).digest.is_none()
+        && container.image_id.starts_with("sha256:")
+    {
         if let Err(error) = tools::tag(&container.image_id, &container.image, log, limits).await {
             log.info(format!("could not re-tag the earlier image: {error}"));
         }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use wharf_plugin_api::{DeployRequest, Settings, SettingsError};
+use wharf_registry::reference;
 
 use crate::file::{ComposeFile, Template};
 
@@ -306,19 +307,9 @@ fn resolve(compose_file: &Path, text: &str) -> PathBuf {
 fn suggested_image(image: &str, variable: &Variable) -> String {
     match variable {
         Variable::Image(name) => format!("${{{name}}}"),
-        Variable::Tag(name) => {
-            // Only the last path component can hold the tag: a colon before
-            // it is a registry's port.
-            let (path, last) = match image.rsplit_once('/') {
-                Some((path, last)) => (Some(path), last),
-                None => (None, image),
-            };
-            let last = last.split_once(':').map_or(last, |(name, _)| name);
-            match path {
-                Some(path) => format!("{path}/{last}:${{{name}}}"),
-                None => format!("{last}:${{{name}}}"),
-            }
-        }
+        // Cut as written, not parsed: the line may hold other `${…}`
+        // templates, and a registry's port is no tag.
+        Variable::Tag(name) => format!("{}:${{{name}}}", reference::split(image).name),
     }
 }
 

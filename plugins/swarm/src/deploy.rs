@@ -13,9 +13,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use wharf_docker::auth::{self, Credentials};
 use wharf_docker::engine::EngineError;
 use wharf_plugin_api::{DeployContext, DeployError, DeployRequest, LogSink};
+use wharf_registry::auth::{self, Credentials};
+use wharf_registry::reference;
 
 use crate::service::{Membership, NewService, Service, Swarm, Task, UpdateState};
 use crate::settings::{Create, Plan};
@@ -501,9 +502,8 @@ fn running_with(tasks: &[Task], image: &str) -> usize {
 
 /// `registry/acme/web:v2@sha256:…` → `web:v2`: what a reader of the log
 /// recognizes.
-fn short_image(image: &str) -> &str {
-    let without_digest = image.split('@').next().unwrap_or(image);
-    without_digest.rsplit('/').next().unwrap_or(without_digest)
+fn short_image(image: &str) -> String {
+    reference::split(image).short()
 }
 
 /// Writes each task's state change to the deployment log once.
