@@ -87,7 +87,7 @@ pub async fn run(
         compose.version,
         settings.service,
         settings.file.display(),
-        humantime::format_duration(settings.timeout)
+        wharf_plugin_api::duration::format(settings.timeout)
     ));
 
     let previous = previous(&compose, settings, &value, log, &limits)
@@ -194,7 +194,7 @@ async fn wait_ready(
         Failure::Reason(format!(
             "service {} was not ready within {}{detail}",
             settings.service,
-            humantime::format_duration(settings.health_timeout)
+            wharf_plugin_api::duration::format(settings.health_timeout)
         ))
     };
     let ids = match compose.container_ids(value, log, &wait).await {
@@ -210,7 +210,7 @@ async fn wait_ready(
     };
     log.info(format!(
         "waiting up to {} for service {} to be running (and healthy, if it has a healthcheck)",
-        humantime::format_duration(settings.health_timeout),
+        wharf_plugin_api::duration::format(settings.health_timeout),
         settings.service
     ));
     let mut restarts: HashMap<String, i64> = HashMap::new();
@@ -379,7 +379,7 @@ async fn roll_back(
         Failure::Reason(reason) => reason.clone(),
         Failure::TimedOut => format!(
             "timed out after {}",
-            humantime::format_duration(settings.timeout)
+            wharf_plugin_api::duration::format(settings.timeout)
         ),
         Failure::Cancelled => "wharf is shutting down".to_string(),
     };

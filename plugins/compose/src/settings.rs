@@ -285,8 +285,7 @@ fn duration(key: &str, text: Option<&str>, default: Duration) -> Result<Duration
     let Some(text) = text else {
         return Ok(default);
     };
-    let parsed = humantime::parse_duration(text)
-        .map_err(|e| format!("{key} '{text}' is not a duration like \"90s\" or \"5m\": {e}"))?;
+    let parsed = wharf_plugin_api::duration::parse(text).map_err(|e| format!("{key} {e}"))?;
     if parsed.is_zero() {
         return Err(format!("{key} must be more than 0"));
     }

@@ -79,7 +79,7 @@ impl PullLimits {
                 left,
                 format!(
                     "the pull did not finish within {} (pull_timeout)",
-                    humantime::format_duration(self.overall)
+                    wharf_plugin_api::duration::format(self.overall)
                 ),
             )
         } else {
@@ -87,7 +87,7 @@ impl PullLimits {
                 self.idle,
                 format!(
                     "the pull made no progress for {} (pull_idle_timeout)",
-                    humantime::format_duration(self.idle)
+                    wharf_plugin_api::duration::format(self.idle)
                 ),
             )
         };

@@ -816,7 +816,7 @@ async fn health_gate(engine: &Engine, plan: &Plan, id: &str, log: &LogSink) -> G
                 (false, Some(h)) => format!("health: HTTP GET {} on port {} = {}", h.path, h.port, h.status),
                 (false, None) => format!(
                     "health: no HEALTHCHECK and no health.http; the container must keep running for {}",
-                    humantime::format_duration(plan.health.grace)
+                    wharf_plugin_api::duration::format(plan.health.grace)
                 ),
             });
         }
@@ -877,7 +877,7 @@ async fn health_gate(engine: &Engine, plan: &Plan, id: &str, log: &LogSink) -> G
         if Instant::now() >= deadline {
             return Gate::Unhealthy(format!(
                 "the new container was not healthy within {} ({last_wait})",
-                humantime::format_duration(plan.health.timeout)
+                wharf_plugin_api::duration::format(plan.health.timeout)
             ));
         }
         tokio::time::sleep(POLL).await;

@@ -132,7 +132,7 @@ impl<'a> Routed<'a> {
             if started.elapsed() >= self.route.drain {
                 log.info(format!(
                     "route.drain {} is over with {in_flight} request(s) still in flight on the previous container; stopping it",
-                    humantime::format_duration(self.route.drain)
+                    wharf_plugin_api::duration::format(self.route.drain)
                 ));
                 return;
             }

@@ -305,7 +305,7 @@ async fn update(
                 let outcome = roll_back(swarm, &name, &mut tasks, expect_tasks, plan.timeout).await;
                 return Err(DeployError::Failed(format!(
                     "the update of service {name} did not start within {}{}; {outcome}",
-                    humantime::format_duration(plan.timeout),
+                    wharf_plugin_api::duration::format(plan.timeout),
                     tasks.last_error()
                 )));
             }
@@ -353,7 +353,7 @@ async fn update(
             let outcome = roll_back(swarm, &name, &mut tasks, expect_tasks, plan.timeout).await;
             return Err(DeployError::Failed(format!(
                 "the update of service {name} did not complete within {}{}; {outcome}",
-                humantime::format_duration(plan.timeout),
+                wharf_plugin_api::duration::format(plan.timeout),
                 tasks.last_error()
             )));
         }
@@ -426,7 +426,7 @@ async fn roll_back(
     }
     format!(
         "wharf asked the swarm to roll it back, which had not finished after {}; check `docker service ps {name}`",
-        humantime::format_duration(limit)
+        wharf_plugin_api::duration::format(limit)
     )
 }
 
@@ -477,7 +477,7 @@ async fn create_service(
         if Instant::now() >= deadline {
             return Err(DeployError::Failed(format!(
                 "service {name} was created, but only {running} of {wanted} task(s) run after {}{}; wharf leaves it in place (docker service ps {name}; docker service rm {name} to start over)",
-                humantime::format_duration(plan.timeout),
+                wharf_plugin_api::duration::format(plan.timeout),
                 tasks.last_error()
             )));
         }
