@@ -10,7 +10,8 @@
 //!   embedded in the binary.
 //! - [`webhook`]: payload formats → pushes ([`webhook::payload`]), signatures
 //!   ([`webhook::signature`]), matching pushes to stages ([`webhook::matching`]).
-//! - [`reference`]: Docker image references, parsed and normalized like Docker.
+//! - [`reference`]: Docker image references, parsed and normalized like Docker
+//!   (the `wharf-registry` crate's, re-exported under its old path).
 //! - [`config`]: `wharf.toml` (figment layers), `settings.toml` (secrets),
 //!   project files and the live [`config::catalog::Catalog`] snapshot.
 //! - [`deploy`]: the SQLite store (history and queue), the engine (one worker
@@ -36,5 +37,5 @@ pub mod deploy;
 pub mod metrics;
 pub mod plugins;
 pub mod proxy;
-pub mod reference;
+pub use wharf_registry::reference;
 pub mod webhook;

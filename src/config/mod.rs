@@ -87,7 +87,7 @@ pub struct DeployConfig {
     /// How many deployments may run at once across all projects and stages.
     pub max_concurrent: usize,
     /// On SIGTERM, how long running deployments may take to finish.
-    #[serde(with = "humantime_serde")]
+    #[serde(with = "wharf_plugin_api::duration")]
     pub shutdown_grace: Duration,
 }
 
@@ -431,26 +431,6 @@ fn one_line(message: &str) -> String {
         .filter(|l| !l.is_empty())
         .collect::<Vec<_>>()
         .join("; ")
-}
-
-/// Humantime durations ("30s", "5m") in config files.
-mod humantime_serde {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&humantime::format_duration(*value).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "'{text}' is not a duration like \"30s\" or \"5m\": {e}"
-            ))
-        })
-    }
 }
 
 #[cfg(test)]

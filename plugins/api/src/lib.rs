@@ -18,6 +18,8 @@
 //! A deployer that keeps a stable address across versions switches
 //! [`routes`] through the proxy handle in its context.
 //!
+//! Every table's durations (`timeout = "90s"`) are read by [`duration`].
+//!
 //! Plugins that run programs (script, compose) share [`process`]: argv only,
 //! a process group per child, output into the log, deadline and cancellation.
 //!
@@ -37,6 +39,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 pub use tokio_util::sync::CancellationToken;
 
+pub mod duration;
 pub mod files;
 pub mod ports;
 pub mod process;

@@ -169,9 +169,7 @@ impl Route {
         }
         let drain = match &raw.drain {
             None => DEFAULT_DRAIN,
-            Some(text) => humantime::parse_duration(text).map_err(|e| {
-                format!("drain '{text}' is not a duration like \"5s\" or \"2m\": {e}")
-            })?,
+            Some(text) => crate::duration::parse(text).map_err(|e| format!("drain {e}"))?,
         };
         let mode = match raw.mode.as_deref() {
             None | Some("http") => RouteMode::Http,
@@ -308,7 +306,7 @@ impl<'a> Routed<'a> {
             if started.elapsed() >= self.route.drain {
                 log.info(format!(
                     "route.drain {} is over with {in_flight} request(s) still in flight on the previous container; stopping it",
-                    humantime::format_duration(self.route.drain)
+                    crate::duration::format(self.route.drain)
                 ));
                 return;
             }

@@ -10,6 +10,7 @@ use wharf_plugin_api::process::{Limits, RunError};
 use wharf_plugin_api::{
     CancellationToken, DeployContext, DeployError, DeployOutcome, DeployRequest, LogSink,
 };
+use wharf_registry::reference;
 
 use crate::settings::{ComposeSettings, Variable};
 use crate::tools::{self, Compose, Container, ToolError};
@@ -81,7 +82,7 @@ pub async fn run(
         compose.version,
         settings.service,
         settings.file.display(),
-        humantime::format_duration(settings.timeout)
+        wharf_plugin_api::duration::format(settings.timeout)
     ));
 
     let previous = previous(&compose, settings, &value, log, &limits)
@@ -220,7 +221,7 @@ fn not_ready(settings: &ComposeSettings, detail: &str) -> Failure {
     Failure::Reason(format!(
         "service {} was not ready within {}{detail}",
         settings.service,
-        humantime::format_duration(settings.health_timeout)
+        wharf_plugin_api::duration::format(settings.health_timeout)
     ))
 }
 
@@ -237,7 +238,7 @@ pub(crate) async fn wait_for(
     let not_ready = |detail: &str| not_ready(settings, detail);
     log.info(format!(
         "waiting up to {} for service {} to be running (and healthy, if it has a healthcheck)",
-        humantime::format_duration(settings.health_timeout),
+        wharf_plugin_api::duration::format(settings.health_timeout),
         settings.service
     ));
     let mut restarts: HashMap<String, i64> = HashMap::new();
@@ -406,7 +407,7 @@ async fn roll_back(
         Failure::Reason(reason) => reason.clone(),
         Failure::TimedOut => format!(
             "timed out after {}",
-            humantime::format_duration(settings.timeout)
+            wharf_plugin_api::duration::format(settings.timeout)
         ),
         Failure::Cancelled => "wharf is shutting down".to_string(),
     };
@@ -460,7 +461,9 @@ async fn restore(
 ) -> Result<String, String> {
     // Point the old reference at the old image again: if the tag was
     // re-pushed, `up` must not pick up the broken image under the old name.
-    if !container.image.contains('@') && container.image_id.starts_with("sha256:") {
+    if reference::split(&container.image).digest.is_none()
+        && container.image_id.starts_with("sha256:")
+    {
         if let Err(error) = tools::tag(&container.image_id, &container.image, log, limits).await {
             log.info(format!("could not re-tag the earlier image: {error}"));
         }

@@ -74,7 +74,7 @@ pub async fn run(
         compose.version,
         settings.file.display(),
         route.listen,
-        humantime::format_duration(settings.timeout)
+        wharf_plugin_api::duration::format(settings.timeout)
     ));
     let serving = routed.serving().await.map_err(|e| {
         DeployError::Unavailable(format!(
@@ -288,7 +288,7 @@ async fn answers_http(
             }
             return Err(Failure::Reason(format!(
                 "the new container did not answer HTTP on {address} within {} ({last})",
-                humantime::format_duration(settings.health_timeout)
+                wharf_plugin_api::duration::format(settings.health_timeout)
             )));
         }
     }
@@ -361,7 +361,7 @@ impl Failure {
             Failure::Reason(reason) => reason.clone(),
             Failure::TimedOut => format!(
                 "timed out after {}",
-                humantime::format_duration(settings.timeout)
+                wharf_plugin_api::duration::format(settings.timeout)
             ),
             Failure::Cancelled => "wharf is shutting down".to_string(),
         };

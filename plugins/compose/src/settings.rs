@@ -10,6 +10,7 @@ use serde::Deserialize;
 use wharf_plugin_api::ports::PortSpec;
 use wharf_plugin_api::routes::{RawRoute, Route};
 use wharf_plugin_api::{DeployRequest, Settings, SettingsError};
+use wharf_registry::reference;
 
 use crate::file::{ComposeFile, ServiceFacts, Template};
 
@@ -360,8 +361,7 @@ fn duration(key: &str, text: Option<&str>, default: Duration) -> Result<Duration
     let Some(text) = text else {
         return Ok(default);
     };
-    let parsed = humantime::parse_duration(text)
-        .map_err(|e| format!("{key} '{text}' is not a duration like \"90s\" or \"5m\": {e}"))?;
+    let parsed = wharf_plugin_api::duration::parse(text).map_err(|e| format!("{key} {e}"))?;
     if parsed.is_zero() {
         return Err(format!("{key} must be more than 0"));
     }
@@ -382,19 +382,9 @@ fn resolve(compose_file: &Path, text: &str) -> PathBuf {
 fn suggested_image(image: &str, variable: &Variable) -> String {
     match variable {
         Variable::Image(name) => format!("${{{name}}}"),
-        Variable::Tag(name) => {
-            // Only the last path component can hold the tag: a colon before
-            // it is a registry's port.
-            let (path, last) = match image.rsplit_once('/') {
-                Some((path, last)) => (Some(path), last),
-                None => (None, image),
-            };
-            let last = last.split_once(':').map_or(last, |(name, _)| name);
-            match path {
-                Some(path) => format!("{path}/{last}:${{{name}}}"),
-                None => format!("{last}:${{{name}}}"),
-            }
-        }
+        // Cut as written, not parsed: the line may hold other `${…}`
+        // templates, and a registry's port is no tag.
+        Variable::Tag(name) => format!("{}:${{{name}}}", reference::split(image).name),
     }
 }
 

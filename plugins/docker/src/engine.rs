@@ -26,8 +26,8 @@ use bollard::query_parameters::{
 };
 use bollard::{Docker, API_DEFAULT_VERSION};
 use futures_util::{Stream, StreamExt};
+use wharf_registry::auth::Credentials;
 
-use crate::auth::Credentials;
 use crate::hosts::Endpoint;
 
 /// How long connecting and negotiating the API version may take.
@@ -79,7 +79,7 @@ impl PullLimits {
                 left,
                 format!(
                     "the pull did not finish within {} (pull_timeout)",
-                    humantime::format_duration(self.overall)
+                    wharf_plugin_api::duration::format(self.overall)
                 ),
             )
         } else {
@@ -87,7 +87,7 @@ impl PullLimits {
                 self.idle,
                 format!(
                     "the pull made no progress for {} (pull_idle_timeout)",
-                    humantime::format_duration(self.idle)
+                    wharf_plugin_api::duration::format(self.idle)
                 ),
             )
         };
@@ -193,6 +193,19 @@ pub struct ContainerSpec {
     pub memory: Option<i64>,
     pub nano_cpus: Option<i64>,
     pub stop_timeout: Option<i64>,
+}
+
+/// Registry credentials in bollard's form. A function, not a `From`: both
+/// types are foreign to this crate, and bollard stays out of
+/// `wharf-registry`.
+fn docker_credentials(credentials: &Credentials) -> DockerCredentials {
+    DockerCredentials {
+        username: credentials.username.clone(),
+        password: credentials.password.clone(),
+        identitytoken: credentials.identity_token.clone(),
+        serveraddress: Some(credentials.server.clone()),
+        ..Default::default()
+    }
 }
 
 /// An error and its causes, `outer: inner: …`: hyper's own message for a
@@ -377,13 +390,7 @@ impl Engine {
             .from_image(repository)
             .tag(tag_or_digest)
             .build();
-        let credentials = credentials.map(|c| DockerCredentials {
-            username: c.username.clone(),
-            password: c.password.clone(),
-            identitytoken: c.identity_token.clone(),
-            serveraddress: Some(c.server.clone()),
-            ..Default::default()
-        });
+        let credentials = credentials.map(docker_credentials);
         let mut stream = self.docker.create_image(Some(options), None, credentials);
         while let Some(event) = limits.next(&mut stream, started).await? {
             let info = event.map_err(|e| self.classify(e))?;

@@ -7,7 +7,8 @@
 //!   roll back, recover after a crash, prune old images.
 //! - [`engine`]: the only module that speaks bollard (the Docker Engine API,
 //!   negotiated down to what the engine offers; API 1.41 suffices).
-//! - [`auth`]: registry credentials from the Docker client's config file.
+//! - Registry credentials and image references come from `wharf-registry`
+//!   (`auth`, `reference`), which every plugin and the daemon share.
 //! - [`probe`]: the HTTP health probe.
 //!
 //! The plugin also inspects images for auto-created projects
@@ -18,7 +19,6 @@
 // other panicking forms in tests).
 #![cfg_attr(test, allow(clippy::string_slice))]
 
-pub mod auth;
 pub mod engine;
 pub mod hosts;
 pub mod probe;
@@ -36,6 +36,8 @@ use wharf_plugin_api::{
     DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, ImageFacts, ImageInspector,
     Settings, SettingsError,
 };
+use wharf_registry::auth;
+use wharf_registry::reference::ImageRef;
 
 use engine::{Engine, EngineError};
 use hosts::{Endpoint, Hosts};
@@ -212,17 +214,19 @@ impl ImageInspector for DockerDeployer {
         let image = match engine.image(reference).await.map_err(|e| e.to_string())? {
             Some(image) => image,
             None => {
-                let (repository, version) = split_reference(reference);
+                let parsed = ImageRef::parse(reference)
+                    .map_err(|e| format!("cannot pull {reference}: {e}"))?;
+                let repository = parsed.repository();
                 let credentials = auth::config_path().and_then(|path| {
-                    match auth::lookup(&path, auth::registry_of(repository)) {
+                    match auth::lookup(&path, &parsed.domain) {
                         Ok(auth::Lookup::Found(credentials)) => Some(credentials),
                         _ => None,
                     }
                 });
                 engine
                     .pull(
-                        repository,
-                        version,
+                        &repository,
+                        parsed.pull_version(),
                         credentials.as_ref(),
                         INSPECT_PULL,
                         |_| {},
@@ -244,36 +248,9 @@ impl ImageInspector for DockerDeployer {
     }
 }
 
-/// `repo:tag` / `repo@digest` → (repo, tag or digest); `latest` when neither.
-fn split_reference(reference: &str) -> (&str, &str) {
-    if let Some((repository, digest)) = reference.split_once('@') {
-        return (repository, digest);
-    }
-    match reference.rsplit_once(':') {
-        Some((repository, tag)) if !tag.contains('/') => (repository, tag),
-        _ => (reference, "latest"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn references_split_at_the_tag_not_the_port() {
-        assert_eq!(
-            split_reference("localhost:5000/acme/web:v1"),
-            ("localhost:5000/acme/web", "v1")
-        );
-        assert_eq!(
-            split_reference("localhost:5000/acme/web"),
-            ("localhost:5000/acme/web", "latest")
-        );
-        assert_eq!(
-            split_reference("docker.io/library/nginx@sha256:abc"),
-            ("docker.io/library/nginx", "sha256:abc")
-        );
-    }
 
     #[test]
     fn validation_speaks_for_the_docker_table() {

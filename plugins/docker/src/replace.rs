@@ -29,8 +29,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use wharf_plugin_api::{DeployContext, DeployError, DeployRequest, LogSink, LogStream};
+use wharf_registry::auth;
+use wharf_registry::reference::repository_of;
 
-use crate::auth;
 use crate::engine::{
     ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, Machine, PullEvent, PullLimits,
 };
@@ -835,7 +836,7 @@ async fn health_gate(engine: &Engine, plan: &Plan, id: &str, log: &LogSink) -> G
                 (false, Some(h)) => format!("health: HTTP GET {} on port {} = {}", h.path, h.port, h.status),
                 (false, None) => format!(
                     "health: no HEALTHCHECK and no health.http; the container must keep running for {}",
-                    humantime::format_duration(plan.health.grace)
+                    wharf_plugin_api::duration::format(plan.health.grace)
                 ),
             });
         }
@@ -896,7 +897,7 @@ async fn health_gate(engine: &Engine, plan: &Plan, id: &str, log: &LogSink) -> G
         if Instant::now() >= deadline {
             return Gate::Unhealthy(format!(
                 "the new container was not healthy within {} ({last_wait})",
-                humantime::format_duration(plan.health.timeout)
+                wharf_plugin_api::duration::format(plan.health.timeout)
             ));
         }
         tokio::time::sleep(POLL).await;
@@ -998,7 +999,7 @@ async fn prune_images(
             image
                 .references
                 .iter()
-                .any(|r| repository_of(r) == repository)
+                .any(|r| repository_of(r).is_ok_and(|r| r == repository))
         })
         .collect();
     mine.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.id.cmp(&b.id)));
@@ -1009,7 +1010,7 @@ async fn prune_images(
         let names: Vec<_> = image
             .references
             .iter()
-            .filter(|r| repository_of(r) == repository)
+            .filter(|r| repository_of(r).is_ok_and(|r| r == repository))
             .collect();
         for name in names {
             match engine.remove_image(name).await {
@@ -1021,58 +1022,9 @@ async fn prune_images(
     }
 }
 
-/// The normalized repository of a reference as the engine lists it:
-/// `nginx:1.25` → `docker.io/library/nginx`, `127.0.0.1:5000/a/b@sha256:…` →
-/// `127.0.0.1:5000/a/b`.
-fn repository_of(reference: &str) -> String {
-    let name = match reference.split_once('@') {
-        Some((name, _)) => name,
-        None => match reference.rsplit_once(':') {
-            Some((name, tag)) if !tag.contains('/') => name,
-            _ => reference,
-        },
-    };
-    let (first, rest) = name.split_once('/').unwrap_or(("", name));
-    if !first.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost") {
-        let domain = first.to_ascii_lowercase();
-        let domain = if domain == "index.docker.io" {
-            "docker.io".to_string()
-        } else {
-            domain
-        };
-        if domain == "docker.io" && !rest.contains('/') {
-            return format!("docker.io/library/{rest}");
-        }
-        return format!("{domain}/{rest}");
-    }
-    if name.contains('/') {
-        format!("docker.io/{name}")
-    } else {
-        format!("docker.io/library/{name}")
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn engine_references_normalize_like_projects() {
-        for (reference, repository) in [
-            ("nginx:1.25", "docker.io/library/nginx"),
-            ("acme/web:v1", "docker.io/acme/web"),
-            ("docker.io/library/nginx:latest", "docker.io/library/nginx"),
-            ("127.0.0.1:5000/acme/web:v2", "127.0.0.1:5000/acme/web"),
-            (
-                "127.0.0.1:5000/acme/web@sha256:abc",
-                "127.0.0.1:5000/acme/web",
-            ),
-            ("localhost/web:1", "localhost/web"),
-            ("Registry.Example.com/a/b:c", "registry.example.com/a/b"),
-        ] {
-            assert_eq!(repository_of(reference), repository, "{reference}");
-        }
-    }
 
     #[test]
     fn env_files_read_like_docker() {

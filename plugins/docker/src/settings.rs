@@ -509,8 +509,7 @@ fn is_container_name(name: &str) -> bool {
 }
 
 fn parse_duration(key: &str, text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{key} '{text}' is not a duration like \"5s\" or \"2m\": {e}"))
+    wharf_plugin_api::duration::parse(text).map_err(|e| format!("{key} {e}"))
 }
 
 /// A timeout key: its default when absent. Zero would fail every attempt,
@@ -555,8 +554,8 @@ fn parse_health(raw: Option<&RawHealth>) -> Result<Health, String> {
     if grace > timeout {
         return Err(format!(
             "grace ({}) is longer than timeout ({}): the check could never pass",
-            humantime::format_duration(grace),
-            humantime::format_duration(timeout)
+            wharf_plugin_api::duration::format(grace),
+            wharf_plugin_api::duration::format(timeout)
         ));
     }
     let http = match &raw.http {

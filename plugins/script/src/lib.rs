@@ -59,11 +59,8 @@ impl ScriptSettings {
         }
         let timeout = match &parsed.timeout {
             None => DEFAULT_TIMEOUT,
-            Some(text) => humantime::parse_duration(text).map_err(|e| {
-                SettingsError::new(format!(
-                    "[script] timeout '{text}' is not a duration like \"90s\" or \"5m\": {e}"
-                ))
-            })?,
+            Some(text) => wharf_plugin_api::duration::parse(text)
+                .map_err(|e| SettingsError::new(format!("[script] timeout {e}")))?,
         };
         if timeout.is_zero() {
             return Err(SettingsError::new("[script] timeout must be more than 0"));
@@ -111,7 +108,7 @@ impl Deployer for ScriptDeployer {
             "started {:?} (pid {}), timeout {}",
             settings.command,
             running.pid(),
-            humantime::format_duration(timeout)
+            wharf_plugin_api::duration::format(timeout)
         ));
         match running.finish(&limits).await {
             Ok(finished) => judge(&finished),

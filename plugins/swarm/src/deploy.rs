@@ -13,9 +13,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use wharf_docker::auth::{self, Credentials};
 use wharf_docker::engine::EngineError;
 use wharf_plugin_api::{DeployContext, DeployError, DeployRequest, LogSink};
+use wharf_registry::auth::{self, Credentials};
+use wharf_registry::reference;
 
 use crate::service::{Membership, NewService, Service, Swarm, Task, UpdateState};
 use crate::settings::{Create, Plan};
@@ -304,7 +305,7 @@ async fn update(
                 let outcome = roll_back(swarm, &name, &mut tasks, expect_tasks, plan.timeout).await;
                 return Err(DeployError::Failed(format!(
                     "the update of service {name} did not start within {}{}; {outcome}",
-                    humantime::format_duration(plan.timeout),
+                    wharf_plugin_api::duration::format(plan.timeout),
                     tasks.last_error()
                 )));
             }
@@ -352,7 +353,7 @@ async fn update(
             let outcome = roll_back(swarm, &name, &mut tasks, expect_tasks, plan.timeout).await;
             return Err(DeployError::Failed(format!(
                 "the update of service {name} did not complete within {}{}; {outcome}",
-                humantime::format_duration(plan.timeout),
+                wharf_plugin_api::duration::format(plan.timeout),
                 tasks.last_error()
             )));
         }
@@ -425,7 +426,7 @@ async fn roll_back(
     }
     format!(
         "wharf asked the swarm to roll it back, which had not finished after {}; check `docker service ps {name}`",
-        humantime::format_duration(limit)
+        wharf_plugin_api::duration::format(limit)
     )
 }
 
@@ -476,7 +477,7 @@ async fn create_service(
         if Instant::now() >= deadline {
             return Err(DeployError::Failed(format!(
                 "service {name} was created, but only {running} of {wanted} task(s) run after {}{}; wharf leaves it in place (docker service ps {name}; docker service rm {name} to start over)",
-                humantime::format_duration(plan.timeout),
+                wharf_plugin_api::duration::format(plan.timeout),
                 tasks.last_error()
             )));
         }
@@ -501,9 +502,8 @@ fn running_with(tasks: &[Task], image: &str) -> usize {
 
 /// `registry/acme/web:v2@sha256:…` → `web:v2`: what a reader of the log
 /// recognizes.
-fn short_image(image: &str) -> &str {
-    let without_digest = image.split('@').next().unwrap_or(image);
-    without_digest.rsplit('/').next().unwrap_or(without_digest)
+fn short_image(image: &str) -> String {
+    reference::split(image).short()
 }
 
 /// Writes each task's state change to the deployment log once.

@@ -19,8 +19,8 @@ use bollard::models::{
     ServiceUpdateStatusStateEnum, TaskSpec, TaskSpecContainerSpec,
 };
 use bollard::query_parameters::{ListNodesOptions, ListTasksOptions, UpdateServiceOptions};
-use wharf_docker::auth::Credentials;
 use wharf_docker::engine::{Engine, EngineError};
+use wharf_registry::auth::Credentials;
 
 use crate::settings::{FailureAction, Order, Policy, Port, PublishMode};
 

@@ -265,8 +265,7 @@ fn check_service_name(name: &str) -> Result<(), String> {
 }
 
 fn parse_duration(key: &str, text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text)
-        .map_err(|e| format!("{key} '{text}' is not a duration like \"5s\" or \"2m\": {e}"))
+    wharf_plugin_api::duration::parse(text).map_err(|e| format!("{key} {e}"))
 }
 
 /// `[swarm.create]`; errors name the key below `create.`.

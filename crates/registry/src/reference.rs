@@ -170,6 +170,9 @@ impl ImageRef {
     /// acme/web:1.2                  -> docker.io/acme/web:1.2
     /// localhost:5000/acme/web@sha256:… -> localhost:5000/acme/web@sha256:…
     /// ```
+    ///
+    /// # Errors
+    /// `input` is not a reference `docker pull` would accept.
     pub fn parse(input: &str) -> Result<ImageRef, ReferenceError> {
         if input.is_empty() {
             return Err(ReferenceError::Empty);
@@ -241,6 +244,16 @@ impl ImageRef {
         }
     }
 
+    /// What to ask an engine to pull beside [`ImageRef::repository`]: the
+    /// digest when there is one (it names the very image, whatever the tag
+    /// says), else the tag, else [`DEFAULT_TAG`], as `docker pull` does.
+    pub fn pull_version(&self) -> &str {
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or(DEFAULT_TAG)
+    }
+
     /// The reference `docker pull` actually fetches: with tag [`DEFAULT_TAG`]
     /// when it has neither tag nor digest (Docker's `TagNameOnly`).
     pub fn with_default_tag(mut self) -> ImageRef {
@@ -279,6 +292,9 @@ impl FromStr for ImageRef {
 /// `nginx` → `docker.io/library/nginx`; `localhost:5000` is an error, since
 /// Docker reads it as the image `localhost` with tag `5000`. The result is
 /// its own normalization and names the same registry as `input`.
+///
+/// # Errors
+/// `input` is not a valid reference, or it has a tag or digest.
 pub fn normalize_repository(input: &str) -> Result<String, ReferenceError> {
     let parsed = ImageRef::parse(input)?;
     let what = match (&parsed.tag, &parsed.digest) {
@@ -323,6 +339,9 @@ pub fn is_valid_tag(tag: &str) -> bool {
 }
 
 /// Check a tag, with an error that says what is wrong.
+///
+/// # Errors
+/// `tag` does not match the tag grammar.
 pub fn validate_tag(tag: &str) -> Result<(), ReferenceError> {
     check_tag(tag).map_err(|reason| ReferenceError::InvalidTag {
         tag: echo(tag),
@@ -338,12 +357,75 @@ pub fn is_valid_digest(digest: &str) -> bool {
 }
 
 /// Check a digest, with an error that says what is wrong.
+///
+/// # Errors
+/// `digest` is malformed or uses an unsupported algorithm.
 pub fn validate_digest(digest: &str) -> Result<(), ReferenceError> {
     check_digest_grammar(digest).map_err(|reason| ReferenceError::InvalidDigest {
         digest: echo(digest),
         reason,
     })?;
     check_digest_algorithm(digest)
+}
+
+/// A reference cut where the grammar cuts it, as written: nothing is
+/// checked, normalized or defaulted. See [`split`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split<'a> {
+    /// Everything before the tag and digest: `localhost:5000/acme/web`,
+    /// `nginx`, or a template such as `${REGISTRY}/web`.
+    pub name: &'a str,
+    /// What follows the name's `:`, if any.
+    pub tag: Option<&'a str>,
+    /// What follows the first `@`, if any.
+    pub digest: Option<&'a str>,
+}
+
+impl Split<'_> {
+    /// The last `/`-separated component of the name with its tag, without
+    /// registry, namespace or digest: `web:v2` for
+    /// `127.0.0.1:5000/acme/web:v2@sha256:…`, what a reader of a log
+    /// recognizes.
+    pub fn short(&self) -> String {
+        let last = self.name.rsplit('/').next().unwrap_or(self.name);
+        match self.tag {
+            Some(tag) => format!("{last}:{tag}"),
+            None => last.to_string(),
+        }
+    }
+}
+
+/// Cut `reference` into name, tag and digest the way [`ImageRef::parse`]
+/// does, without judging the pieces.
+///
+/// For text that need not be a valid reference: an image line of a compose
+/// file (which may hold `${VAR}` templates) or an engine's answer shown in a
+/// log. The digest is whatever follows the first `@`; the tag is whatever
+/// follows the last `:` before it when no `/` comes after that `:` (a `:`
+/// followed by a `/` is a registry's port). Anything that must be a real
+/// reference goes through [`ImageRef::parse`] instead.
+pub fn split(reference: &str) -> Split<'_> {
+    let (name_tag, digest) = match reference.split_once('@') {
+        Some((name_tag, digest)) => (name_tag, Some(digest)),
+        None => (reference, None),
+    };
+    let (name, tag) = match name_tag.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
+        _ => (name_tag, None),
+    };
+    Split { name, tag, digest }
+}
+
+/// The normalized repository of a full reference, tag and digest dropped,
+/// spelled as [`normalize_repository`] spells a project's `image`: so a
+/// reference an engine lists (`nginx:1.25`, `Registry.example.com/a/b:c`,
+/// `127.0.0.1:5000/a/b@sha256:…`) compares equal to the repository it
+/// belongs to.
+///
+/// # Errors
+/// `reference` is not a valid image reference.
+pub fn repository_of(reference: &str) -> Result<String, ReferenceError> {
+    ImageRef::parse(reference).map(|parsed| lowercase_domain(&parsed))
 }
 
 // ---------------------------------------------------------------------------
@@ -429,19 +511,7 @@ fn match_reference<'a>(s: &'a str, original: &str) -> Result<Parts<'a>, Referenc
         )));
     }
 
-    // The name and the tag cannot hold '@'; the digest starts after the first.
-    let (name_tag, digest) = match s.split_once('@') {
-        Some((name_tag, digest)) => (name_tag, Some(digest)),
-        None => (s, None),
-    };
-    // A ':' inside the name belongs to the domain's port and is always
-    // followed by a '/'; so the tag is whatever follows the last ':' when no
-    // '/' comes after it.
-    let (name, tag) = match name_tag.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => (name, Some(tag)),
-        _ => (name_tag, None),
-    };
-
+    let Split { name, tag, digest } = split(s);
     let (domain, path) = match_name(name).map_err(format_error)?;
     if let Some(tag) = tag {
         check_tag(tag).map_err(|reason| ReferenceError::InvalidTag {
@@ -674,7 +744,11 @@ fn check_digest_algorithm(digest: &str) -> Result<(), ReferenceError> {
 
 /// Quote user input for an error message: escaped, and cut to about
 /// [`ECHO_MAX`] characters (never inside a character).
-pub(crate) fn echo(s: &str) -> String {
+///
+/// Public because the daemon quotes other untrusted names (tags, project and
+/// stage names in admin requests) the same way: a message never carries a
+/// control character or an unbounded echo of what a caller sent.
+pub fn echo(s: &str) -> String {
     let mut out = String::from("'");
     let mut used = 0;
     for c in s.chars() {
@@ -2077,6 +2151,125 @@ mod tests {
         assert_eq!(e.chars().filter(|c| *c == 'é').count(), ECHO_MAX);
         let e = echo(&"\u{1}".repeat(300));
         assert!(e.chars().count() < ECHO_MAX + 20, "{e}");
+    }
+
+    // ----- what the plugins' deleted splitters relied on -----
+
+    /// The docker plugin pulls `repository()` at `pull_version()`: the
+    /// registry's port is no tag, a digest wins over a tag, and a reference
+    /// with neither pulls `latest`.
+    #[test]
+    fn pulls_split_at_the_tag_not_the_port() {
+        let pull = |input: &str| {
+            let r = ok(input);
+            (r.repository(), r.pull_version().to_string())
+        };
+        let pair = |a: &str, b: &str| (a.to_string(), b.to_string());
+        assert_eq!(
+            pull("localhost:5000/acme/web:v1"),
+            pair("localhost:5000/acme/web", "v1")
+        );
+        assert_eq!(
+            pull("localhost:5000/acme/web"),
+            pair("localhost:5000/acme/web", "latest")
+        );
+        assert_eq!(
+            pull(&format!("docker.io/library/nginx@{SHA256_F}")),
+            pair("docker.io/library/nginx", SHA256_F)
+        );
+        assert_eq!(
+            pull(&format!("localhost:5000/app:1@{SHA256_F}")),
+            pair("localhost:5000/app", SHA256_F)
+        );
+        assert_eq!(pull("nginx"), pair("docker.io/library/nginx", "latest"));
+    }
+
+    /// keep_images finds a repository's images by the references the engine
+    /// lists for them, compared with the project's normalized `image`.
+    #[test]
+    fn engine_references_normalize_like_projects() {
+        let with_digest = format!("127.0.0.1:5000/acme/web@{SHA256_F}");
+        let with_both = format!("localhost:5000/app:1@{SHA256_F}");
+        for (reference, repository) in [
+            ("nginx:1.25", "docker.io/library/nginx"),
+            ("acme/web:v1", "docker.io/acme/web"),
+            ("docker.io/library/nginx:latest", "docker.io/library/nginx"),
+            ("index.docker.io/nginx:1", "docker.io/library/nginx"),
+            ("127.0.0.1:5000/acme/web:v2", "127.0.0.1:5000/acme/web"),
+            (with_digest.as_str(), "127.0.0.1:5000/acme/web"),
+            (with_both.as_str(), "localhost:5000/app"),
+            ("localhost/web:1", "localhost/web"),
+            ("Registry.Example.com/a/b:c", "registry.example.com/a/b"),
+            // An uppercase first component is a registry host (Docker's
+            // rule), not Docker Hub's namespace `owner`.
+            ("Owner/app:1", "Owner/app"),
+        ] {
+            assert_eq!(
+                repository_of(reference).as_deref(),
+                Ok(repository),
+                "{reference}"
+            );
+            assert_eq!(
+                normalize_repository(repository).as_deref(),
+                Ok(repository),
+                "{repository} is a project's spelling"
+            );
+        }
+        assert!(repository_of("<none>:<none>").is_err());
+        assert!(repository_of("web@sha256:abc").is_err());
+    }
+
+    /// `split` cuts as the parser does but judges nothing: compose image
+    /// lines may be templates, engine answers are shown as they come.
+    #[test]
+    fn split_cuts_like_the_parser_without_judging() {
+        let cut = |input| {
+            let Split { name, tag, digest } = split(input);
+            (name, tag, digest)
+        };
+        assert_eq!(
+            cut("localhost:5000/acme/web:v1"),
+            ("localhost:5000/acme/web", Some("v1"), None)
+        );
+        assert_eq!(
+            cut("localhost:5000/acme/web"),
+            ("localhost:5000/acme/web", None, None)
+        );
+        assert_eq!(
+            cut("docker.io/library/nginx@sha256:abc"),
+            ("docker.io/library/nginx", None, Some("sha256:abc"))
+        );
+        assert_eq!(
+            cut("127.0.0.1:5000/acme/web:v2@sha256:abc"),
+            ("127.0.0.1:5000/acme/web", Some("v2"), Some("sha256:abc"))
+        );
+        assert_eq!(cut("localhost:5000"), ("localhost", Some("5000"), None));
+        assert_eq!(
+            cut("${REGISTRY:-localhost:5000}/web:1"),
+            ("${REGISTRY:-localhost:5000}/web", Some("1"), None)
+        );
+        assert_eq!(cut("postgres:16"), ("postgres", Some("16"), None));
+        assert_eq!(cut(""), ("", None, None));
+        assert_eq!(
+            split("127.0.0.1:5000/acme/web:v2@sha256:abc").short(),
+            "web:v2"
+        );
+        assert_eq!(split("nginx:1.27").short(), "nginx:1.27");
+        assert_eq!(split("acme/web").short(), "web");
+        // On valid references it agrees with the parser.
+        for input in [
+            "nginx",
+            "acme/web:1",
+            "localhost:5000/acme/web:v1",
+            "[::1]:5000/x:y",
+            &format!("ghcr.io/a/b:c@{SHA256_F}"),
+        ] {
+            let parsed = ok(input);
+            let cut = split(input);
+            assert_eq!(cut.tag, parsed.tag.as_deref(), "{input}");
+            assert_eq!(cut.digest, parsed.digest.as_deref(), "{input}");
+            assert_eq!(ok(cut.name).repository(), parsed.repository(), "{input}");
+        }
     }
 
     // ----- never panics -----

@@ -14,12 +14,16 @@ use base64::Engine as _;
 use serde::Deserialize;
 use wharf_plugin_api::LogSink;
 
-/// Credentials for one registry, as the engine's pull API takes them.
+use crate::reference::{ImageRef, ReferenceError};
+
+/// Credentials for one registry, as an engine's pull API or a registry
+/// client takes them (the docker plugin converts them to bollard's type).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub username: Option<String>,
     pub password: Option<String>,
     pub identity_token: Option<String>,
+    /// The `auths` key the entry was found under, as the file spells it.
     pub server: String,
 }
 
@@ -47,9 +51,15 @@ pub enum Lookup {
 /// or, when only a credential helper knows them, that wharf goes on
 /// `without` them (e.g. "it pulls anonymously").
 pub fn for_repository(repository: &str, log: &LogSink, without: &str) -> Option<Credentials> {
-    let registry = registry_of(repository);
     let path = config_path()?;
-    match lookup(&path, registry) {
+    let registry = match registry_of(repository) {
+        Ok(registry) => registry,
+        Err(why) => {
+            log.info(format!("ignoring registry credentials: {why}"));
+            return None;
+        }
+    };
+    match lookup(&path, &registry) {
         Ok(Lookup::Found(credentials)) => {
             log.info(format!(
                 "using the credentials for {registry} from {}",
@@ -104,10 +114,14 @@ pub fn config_path() -> Option<PathBuf> {
         .map(|home| PathBuf::from(home).join(".docker").join("config.json"))
 }
 
-/// The registry host of a normalized repository (`docker.io/library/nginx`
-/// → `docker.io`, `localhost:5000/acme/web` → `localhost:5000`).
-pub fn registry_of(repository: &str) -> &str {
-    repository.split('/').next().unwrap_or(repository)
+/// The registry host of a repository or reference, by Docker's rules
+/// (`docker.io/library/nginx` and `nginx:1` → `docker.io`,
+/// `localhost:5000/acme/web` → `localhost:5000`, `Owner/app` → `Owner`).
+///
+/// # Errors
+/// `repository` is not a valid image reference.
+pub fn registry_of(repository: &str) -> Result<String, ReferenceError> {
+    ImageRef::parse(repository).map(|parsed| parsed.domain)
 }
 
 /// Credentials for `registry` from the file at `path`. A missing file is no
@@ -214,7 +228,8 @@ mod tests {
                 "ghcr.io": {{"identitytoken": "tok"}}
             }}, "credHelpers": {{"123.dkr.ecr.eu-west-1.amazonaws.com": "ecr-login"}}}}"#
         ));
-        let Lookup::Found(hub) = lookup(&path, registry_of("docker.io/library/nginx")).unwrap()
+        let Lookup::Found(hub) =
+            lookup(&path, &registry_of("docker.io/library/nginx").unwrap()).unwrap()
         else {
             panic!("docker.io not found")
         };
@@ -238,6 +253,25 @@ mod tests {
         );
         assert_eq!(lookup(&path, "quay.io").unwrap(), Lookup::None);
         assert!(!format!("{hub:?}").contains("s3cr"), "password in Debug");
+    }
+
+    #[test]
+    fn the_registry_is_read_by_the_reference_rules() {
+        for (repository, registry) in [
+            ("docker.io/library/nginx", "docker.io"),
+            ("nginx:1", "docker.io"),
+            ("index.docker.io/acme/web", "docker.io"),
+            ("localhost:5000/acme/web", "localhost:5000"),
+            ("[::1]:5000/app", "[::1]:5000"),
+            ("Owner/app", "Owner"),
+        ] {
+            assert_eq!(
+                registry_of(repository).as_deref(),
+                Ok(registry),
+                "{repository}"
+            );
+        }
+        assert!(registry_of("not a reference").is_err());
     }
 
     #[test]

@@ -1,0 +1,18 @@
+//! Image references and registry access, shared by the daemon and every
+//! deployer plugin, so that a reference is split and normalized by one set of
+//! rules (Docker's) wherever wharf meets one.
+//!
+//! - [`reference`]: the parser and normalizer of Docker image references
+//!   (`nginx`, `localhost:5000/acme/web:v1@sha256:…`), fuzzed under `fuzz/`.
+//! - [`auth`]: registry credentials from the Docker client's config file
+//!   (`docker login`'s `auths` entries), for pulls and registry queries.
+//! - A registry client (tags and manifest digests over the registry's HTTP
+//!   API, for polling) belongs here too, beside the credentials it uses; it is
+//!   not written yet.
+
+// Tests may slice strings they wrote themselves (clippy.toml allows the
+// other panicking forms in tests).
+#![cfg_attr(test, allow(clippy::string_slice))]
+
+pub mod auth;
+pub mod reference;
