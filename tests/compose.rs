@@ -577,6 +577,20 @@ async fn a_routed_service_is_replaced_under_load_without_a_failed_request() {
     assert_eq!(load.versions_since(after_v5), ["web v5"]);
     let samples = load.stop().await;
     assert!(samples.len() > 200, "only {} requests", samples.len());
+
+    // The engine restarts the container (its restart policy, dockerd, a
+    // reboot): its engine-chosen port changes, and the daemon moves the
+    // route to where the same container is published now.
+    let web = stack.compose.container("web");
+    common::docker(&["restart", "-t", "0", &web]);
+    assert_eq!(
+        served(listen, "web v5", Duration::from_secs(30))
+            .await
+            .as_deref(),
+        Some("web v5"),
+        "the route did not follow its restarted container; proxy log:\n{}",
+        proxy_log()
+    );
     drop(proxy);
 }
 

@@ -44,6 +44,15 @@ fi
 grep -qx /etc/wharf/wharf.toml /var/lib/dpkg/info/wharf.conffiles || fail "/etc/wharf/wharf.toml is not a conffile"
 grep -q '^state_dir = "/var/lib/wharf"$' /etc/wharf/wharf.toml || fail "installed state_dir is not /var/lib/wharf"
 
+step "the docs"
+for doc in README.md docs/README.md docs/configuration.md docs/http-api.md docs/cli.md docs/deployments.md docs/openapi.yaml; do
+  [ -f "/usr/share/doc/wharf/$doc" ] || fail "no /usr/share/doc/wharf/$doc"
+done
+# Every relative link of the installed README resolves inside the package.
+grep -o '](\(docs\|plugins\)/[^)#]*' /usr/share/doc/wharf/README.md | sed 's/^](//' | sort -u | while read -r link; do
+  [ -e "/usr/share/doc/wharf/$link" ] || fail "README links $link, which the package lacks"
+done
+
 step "the unit"
 unit=/usr/lib/systemd/system/wharf.service
 [ -f "$unit" ] || fail "no $unit"

@@ -57,12 +57,8 @@ pub(super) fn native(obj: &Map<String, Value>, out: &mut Collector) -> Result<()
     Ok(())
 }
 
-/// Split `name[:tag][@digest]` into its parts without validating them.
-///
-/// The tag is after the last ':' that follows the last '/', so a registry
-/// port (`localhost:5000/app`) is not mistaken for a tag. Empty tag or
-/// digest parts count as absent. Only ASCII positions found by `find` are
-/// used for slicing, so this can not split inside a UTF-8 character.
+/// `name[:tag][@digest]` in its parts, not validated: the reference crate's
+/// [`split`](crate::reference::split), cut where its parser cuts.
 ///
 /// Not [`crate::reference::ImageRef::parse`]: that refuses the whole string
 /// at the first malformed part, while this format answers what is wrong by
@@ -70,21 +66,14 @@ pub(super) fn native(obj: &Map<String, Value>, out: &mut Collector) -> Result<()
 /// caller's "invalid digest …"), and hands the parts, as written, to the
 /// caller, which validates them with that grammar.
 fn split_reference(reference: &str) -> (&str, Option<&str>, Option<&str>) {
-    let (rest, digest) = match reference.split_once('@') {
-        Some((rest, digest)) => (rest, Some(digest).filter(|d| !d.is_empty())),
-        None => (reference, None),
-    };
-    let last_segment_start = rest.rfind('/').map_or(0, |i| i + 1);
-    let last_segment = rest.get(last_segment_start..).unwrap_or("");
-    match last_segment.rfind(':') {
-        Some(colon) => {
-            let split = last_segment_start + colon;
-            let name = rest.get(..split).unwrap_or("");
-            let tag = rest.get(split + 1..).filter(|t| !t.is_empty());
-            (name, tag, digest)
-        }
-        None => (rest, None, digest),
-    }
+    let parts = crate::reference::split(reference);
+    // An empty tag or digest (`web:`, `web@`) is absent, so the caller says
+    // "has no tag" rather than "invalid tag ''".
+    (
+        parts.name,
+        parts.tag.filter(|t| !t.is_empty()),
+        parts.digest.filter(|d| !d.is_empty()),
+    )
 }
 
 #[cfg(test)]
