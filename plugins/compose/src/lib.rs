@@ -107,9 +107,10 @@ impl Deployer for ComposeDeployer {
         };
         let limits = Limits::new(LOCATE_TIMEOUT, CancellationToken::new());
         let (log, _lines) = LogSink::channel();
-        let containers = tools::inspect(&[upstream.container_id.clone()], &log, &limits)
-            .await
-            .map_err(|e| e.to_string())?;
+        let containers =
+            tools::inspect(std::slice::from_ref(&upstream.container_id), &log, &limits)
+                .await
+                .map_err(|e| e.to_string())?;
         Ok(containers
             .iter()
             .find(|c| c.running)

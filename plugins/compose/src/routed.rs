@@ -238,15 +238,24 @@ async fn bring_up(
     if route.mode == RouteMode::Http {
         answers_http(address, settings, log, limits).await?;
     }
-    routed
+    let switched = routed
         .switch(Upstream {
             address,
             container_id: new.id.clone(),
             container: new.name.clone(),
             image: new.image.clone(),
         })
-        .await
-        .map_err(|e| Failure::Reason(format!("switching the route: {e}")))?;
+        .await;
+    if let Err(e) = switched {
+        // The proxy may have switched and only its answer was lost: then
+        // the new container serves, and removing it would be an outage.
+        if routed.serving().await.ok().flatten().as_deref() != Some(new.id.as_str()) {
+            return Err(Failure::Reason(format!("switching the route: {e}")));
+        }
+        log.info(format!(
+            "the proxy's answer to the switch was lost ({e}), but the route serves the new container"
+        ));
+    }
     log.info(format!(
         "route {} switched to {} ({address})",
         route.listen, new.name
