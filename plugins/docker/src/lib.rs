@@ -5,8 +5,9 @@
 //! - [`settings`]: the `[docker]` table, checked when a project file loads.
 //! - [`replace`]: the deployment itself — pull, create, swap, health gate,
 //!   roll back, recover after a crash, prune old images.
-//! - [`engine`]: the only module that speaks bollard (the Docker Engine API,
-//!   negotiated down to what the engine offers; API 1.41 suffices).
+//! - The Docker Engine API (connections, `[hosts]`, containers, images) is
+//!   `wharf-engine`'s, the only crate that speaks bollard; the swarm
+//!   deployer reaches engines through it too.
 //! - Registry credentials and image references come from `wharf-registry`
 //!   (`auth`, `reference`), which every plugin and the daemon share.
 //! - [`probe`]: the HTTP health probe.
@@ -19,18 +20,21 @@
 // other panicking forms in tests).
 #![cfg_attr(test, allow(clippy::string_slice))]
 
-pub mod engine;
-pub mod hosts;
 pub mod probe;
 pub mod replace;
-pub mod rollout;
 pub mod routed;
 pub mod settings;
+
+/// The engine crate and its `[hosts]`, under the paths the daemon still
+/// names (`wharf check` connects, `wharf.toml` holds `[hosts]`) until both
+/// move behind the plugin.
+pub use wharf_engine::{self as engine, hosts};
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use wharf_engine::rollout::{self, connect};
 use wharf_plugin_api::routes::{Claim, Upstream};
 use wharf_plugin_api::{
     DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, ImageFacts, ImageInspector,
@@ -39,7 +43,7 @@ use wharf_plugin_api::{
 use wharf_registry::auth;
 use wharf_registry::reference::ImageRef;
 
-use engine::{Engine, EngineError};
+use engine::Engine;
 use hosts::{Endpoint, Hosts};
 use settings::Plan;
 
@@ -74,22 +78,6 @@ impl DockerDeployer {
     pub fn with_hosts(hosts: Hosts) -> Self {
         DockerDeployer { hosts }
     }
-}
-
-/// Connect to `endpoint`, or say clearly why not.
-///
-/// # Errors
-/// `Unavailable` with the engine's address and the cause.
-pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Engine, DeployError> {
-    Engine::connect_to(endpoint, timeout).await.map_err(|e| match e {
-        EngineError::Unreachable { host, message } => DeployError::Unavailable(match endpoint {
-            Endpoint::Local => format!(
-                "cannot reach the Docker engine at {host} (is dockerd running, and may wharf use its socket?): {message}"
-            ),
-            Endpoint::Remote(_) => format!("cannot reach the Docker engine {host}: {message}"),
-        }),
-        other => DeployError::Unavailable(other.to_string()),
-    })
 }
 
 /// A replacement on one engine: stage it behind the health gate, or undo it.

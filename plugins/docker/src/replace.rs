@@ -28,13 +28,13 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use wharf_engine::{
+    ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, Machine, PullEvent, PullLimits,
+};
 use wharf_plugin_api::{DeployContext, DeployError, DeployRequest, LogSink, LogStream};
 use wharf_registry::auth;
 use wharf_registry::reference::repository_of;
 
-use crate::engine::{
-    ContainerInfo, ContainerSpec, Engine, EngineError, HealthState, Machine, PullEvent, PullLimits,
-};
 use crate::routed::{self, Routed};
 use crate::settings::{Plan, Strategy};
 

@@ -12,10 +12,9 @@
 
 use std::net::SocketAddr;
 
+use wharf_engine::{ContainerInfo, Machine};
 pub use wharf_plugin_api::routes::Routed;
 use wharf_plugin_api::routes::Upstream;
-
-use crate::engine::{ContainerInfo, Machine};
 
 /// Where the proxy reaches `container` for `routed`'s route.
 pub fn address_of(routed: &Routed<'_>, container: &ContainerInfo) -> Option<SocketAddr> {

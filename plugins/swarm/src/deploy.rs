@@ -13,12 +13,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use wharf_docker::engine::EngineError;
+use wharf_engine::swarm::{Membership, NewService, Service, Swarm, Task, UpdateState};
+use wharf_engine::EngineError;
 use wharf_plugin_api::{DeployContext, DeployError, DeployRequest, LogSink};
 use wharf_registry::auth::{self, Credentials};
 use wharf_registry::reference;
 
-use crate::service::{Membership, NewService, Service, Swarm, Task, UpdateState};
 use crate::settings::{Create, Plan};
 
 /// How often the service and its tasks are looked at while they change.

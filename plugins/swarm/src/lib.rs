@@ -7,28 +7,27 @@
 //! - [`deploy`]: the deployment — manager check, image digest, update or
 //!   create, following the update's status and the tasks, rolling back an
 //!   update that pauses, times out or is cancelled.
-//! - [`service`]: the only module that speaks bollard (services, tasks,
-//!   nodes, distribution inspect). The connection is the docker plugin's
-//!   [`Engine`], so both plugins reach engines the same way.
+//! - The swarm API (services, tasks, nodes, distribution inspect) and the
+//!   connection are `wharf-engine`'s ([`Swarm`]), the crate the docker
+//!   deployer reaches engines through too.
 
 // Tests may slice strings they wrote themselves (clippy.toml allows the
 // other panicking forms in tests).
 #![cfg_attr(test, allow(clippy::string_slice))]
 
 pub mod deploy;
-pub mod service;
 pub mod settings;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use wharf_docker::hosts::{Endpoint, Hosts};
-use wharf_docker::rollout;
+use wharf_engine::hosts::{Endpoint, Hosts};
+use wharf_engine::rollout;
+use wharf_engine::swarm::Swarm;
 use wharf_plugin_api::{
     DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, Settings, SettingsError,
 };
 
-use service::Swarm;
 use settings::Plan;
 
 /// The longest any single engine call may take: service calls answer at
@@ -74,7 +73,7 @@ impl rollout::PerEngine for Rollout<'_> {
     type Done = Done;
 
     async fn deploy(&self, endpoint: &Endpoint) -> Result<Done, DeployError> {
-        let engine = wharf_docker::connect(endpoint, ENGINE_TIMEOUT).await?;
+        let engine = rollout::connect(endpoint, ENGINE_TIMEOUT).await?;
         self.context.log.info(format!(
             "Docker engine API {} at {}",
             engine.api_version(),

@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Deserialize;
-use wharf_docker::hosts::{Endpoint, Hosts, Targets};
-use wharf_docker::settings::{environment, own_labels, Scalar};
+use wharf_engine::hosts::{Endpoint, Hosts, Targets};
+pub use wharf_engine::swarm::{FailureAction, Order, Policy, Port, PublishMode};
+use wharf_engine::values::{environment, own_labels, Scalar};
 use wharf_plugin_api::{Settings, SettingsError};
 
 /// How long an update may take before wharf rolls it back itself.
@@ -75,53 +76,6 @@ struct RawPolicy {
     monitor: Option<String>,
     #[serde(default)]
     order: Option<String>,
-}
-
-/// How a published port reaches the tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublishMode {
-    /// The routing mesh: the port answers on every node.
-    Ingress,
-    /// Bound on the node that runs the task, like `docker run -p`.
-    Host,
-}
-
-/// One published port: `[published:]target[/protocol]`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Port {
-    /// `None`: the swarm picks one.
-    pub published: Option<u16>,
-    pub target: u16,
-    /// `tcp`, `udp` or `sctp`.
-    pub protocol: String,
-    pub mode: PublishMode,
-}
-
-/// What the swarm does when an updated task fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureAction {
-    Rollback,
-    Pause,
-    Continue,
-}
-
-/// Whether the old task stops before its replacement starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Order {
-    StopFirst,
-    StartFirst,
-}
-
-/// A service's `UpdateConfig` or `RollbackConfig`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policy {
-    /// Tasks replaced at once; 0 means all at once.
-    pub parallelism: u64,
-    pub delay: Duration,
-    pub failure_action: FailureAction,
-    /// How long a new task is watched for failure before the next batch.
-    pub monitor: Duration,
-    pub order: Order,
 }
 
 /// `[swarm.create]`: the service wharf creates when there is none.

@@ -1,15 +1,14 @@
-//! The one place of this crate that speaks bollard: the swarm parts of the
-//! Engine API (info, services, tasks, nodes, distribution inspect) behind
-//! small types of our own, so [`crate::deploy`] reads without bollard's
-//! models and a bollard upgrade touches this file only.
+//! The swarm parts of the Engine API (info, services, tasks, nodes,
+//! distribution inspect) behind small types of our own, so the swarm
+//! deployer reads without bollard's models.
 //!
-//! The connection itself (host, TLS, API version negotiation) belongs to
-//! [`wharf_docker::engine::Engine`]. Everything here exists in API 1.41
-//! (Docker 20.10), the oldest engine wharf supports.
+//! The connection itself (host, TLS, API version negotiation) is the
+//! [`Engine`]'s. Everything here exists in API 1.41 (Docker 20.10), the
+//! oldest engine wharf supports.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
-use bollard::auth::DockerCredentials;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigProtocolEnum, EndpointPortConfigPublishModeEnum,
     EndpointSpec, LocalNodeState, ServiceSpec, ServiceSpecMode, ServiceSpecModeReplicated,
@@ -19,10 +18,57 @@ use bollard::models::{
     ServiceUpdateStatusStateEnum, TaskSpec, TaskSpecContainerSpec,
 };
 use bollard::query_parameters::{ListNodesOptions, ListTasksOptions, UpdateServiceOptions};
-use wharf_docker::engine::{Engine, EngineError};
 use wharf_registry::auth::Credentials;
 
-use crate::settings::{FailureAction, Order, Policy, Port, PublishMode};
+use crate::credentials::docker_credentials;
+use crate::{Engine, EngineError};
+
+/// How a published port reaches the tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishMode {
+    /// The routing mesh: the port answers on every node.
+    Ingress,
+    /// Bound on the node that runs the task, like `docker run -p`.
+    Host,
+}
+
+/// One published port: `[published:]target[/protocol]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Port {
+    /// `None`: the swarm picks one.
+    pub published: Option<u16>,
+    pub target: u16,
+    /// `tcp`, `udp` or `sctp`.
+    pub protocol: String,
+    pub mode: PublishMode,
+}
+
+/// What the swarm does when an updated task fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureAction {
+    Rollback,
+    Pause,
+    Continue,
+}
+
+/// Whether the old task stops before its replacement starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    StopFirst,
+    StartFirst,
+}
+
+/// A service's `UpdateConfig` or `RollbackConfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Tasks replaced at once; 0 means all at once.
+    pub parallelism: u64,
+    pub delay: Duration,
+    pub failure_action: FailureAction,
+    /// How long a new task is watched for failure before the next batch.
+    pub monitor: Duration,
+    pub order: Order,
+}
 
 /// What the engine says about its place in a swarm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +165,8 @@ pub struct Swarm {
 }
 
 impl Swarm {
+    /// The swarm API of `engine` (whether it is a manager is for
+    /// [`Swarm::membership`] to say).
     pub fn new(engine: Engine) -> Swarm {
         Swarm { engine }
     }
@@ -135,7 +183,7 @@ impl Swarm {
     pub async fn membership(&self) -> Result<Membership, EngineError> {
         let info = self
             .engine
-            .client()
+            .docker
             .info()
             .await
             .map_err(|e| self.engine.classify(e))?;
@@ -155,7 +203,7 @@ impl Swarm {
     /// # Errors
     /// The engine failed (not "no such service").
     pub async fn service(&self, name: &str) -> Result<Option<Service>, EngineError> {
-        let service = match self.engine.client().inspect_service(name, None).await {
+        let service = match self.engine.docker.inspect_service(name, None).await {
             Ok(service) => service,
             Err(e) => {
                 return match self.engine.classify(e) {
@@ -248,7 +296,7 @@ impl Swarm {
             ..Default::default()
         };
         self.engine
-            .client()
+            .docker
             .update_service(
                 &service.id,
                 spec,
@@ -272,7 +320,7 @@ impl Swarm {
             rollback: Some("previous".into()),
         };
         self.engine
-            .client()
+            .docker
             .update_service(&service.id, service.spec.clone(), options, None)
             .await
             .map(|_| ())
@@ -285,7 +333,7 @@ impl Swarm {
     /// The swarm refused, or the engine failed.
     pub async fn remove(&self, name: &str) -> Result<(), EngineError> {
         self.engine
-            .client()
+            .docker
             .delete_service(name)
             .await
             .map_err(|e| self.engine.classify(e))
@@ -336,7 +384,7 @@ impl Swarm {
             ..Default::default()
         };
         self.engine
-            .client()
+            .docker
             .create_service(spec, credentials.map(docker_credentials))
             .await
             .map(|created| created.id.unwrap_or_default())
@@ -356,7 +404,7 @@ impl Swarm {
         };
         let tasks = self
             .engine
-            .client()
+            .docker
             .list_tasks(Some(options))
             .await
             .map_err(|e| self.engine.classify(e))?;
@@ -391,7 +439,7 @@ impl Swarm {
     pub async fn node_names(&self) -> Result<HashMap<String, String>, EngineError> {
         let nodes = self
             .engine
-            .client()
+            .docker
             .list_nodes(None::<ListNodesOptions>)
             .await
             .map_err(|e| self.engine.classify(e))?;
@@ -418,7 +466,7 @@ impl Swarm {
     ) -> Result<String, EngineError> {
         let inspected = self
             .engine
-            .client()
+            .docker
             .inspect_registry_image(reference, credentials.map(docker_credentials))
             .await
             .map_err(|e| self.engine.classify(e))?;
@@ -437,16 +485,6 @@ fn version(index: u64) -> Result<i32, EngineError> {
             "service version {index} does not fit the Engine API's version parameter"
         ))
     })
-}
-
-fn docker_credentials(credentials: &Credentials) -> DockerCredentials {
-    DockerCredentials {
-        username: credentials.username.clone(),
-        password: credentials.password.clone(),
-        identitytoken: credentials.identity_token.clone(),
-        serveraddress: Some(credentials.server.clone()),
-        ..Default::default()
-    }
 }
 
 fn port_config(port: &Port) -> EndpointPortConfig {

@@ -3,10 +3,29 @@
 //! already done, newest first. Shared by the docker and swarm deployers,
 //! which differ only in what "deploy" and "undo" mean on one engine.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use wharf_plugin_api::{DeployError, LogSink};
 
 use crate::hosts::Endpoint;
+use crate::{Engine, EngineError};
+
+/// Connect to `endpoint` for a deployment, or say clearly why not.
+///
+/// # Errors
+/// `Unavailable` with the engine's address and the cause.
+pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Engine, DeployError> {
+    Engine::connect_to(endpoint, timeout).await.map_err(|e| match e {
+        EngineError::Unreachable { host, message } => DeployError::Unavailable(match endpoint {
+            Endpoint::Local => format!(
+                "cannot reach the Docker engine at {host} (is dockerd running, and may wharf use its socket?): {message}"
+            ),
+            Endpoint::Remote(_) => format!("cannot reach the Docker engine {host}: {message}"),
+        }),
+        other => DeployError::Unavailable(other.to_string()),
+    })
+}
 
 /// What a deployer does on one engine, and how it takes that back.
 #[async_trait]

@@ -98,7 +98,10 @@ impl Endpoint {
 }
 
 impl HostConfig {
-    /// Check the URL and the files; `Err` names what is wrong.
+    /// Check the URL and the files.
+    ///
+    /// # Errors
+    /// What is wrong, naming the key (`tls_key …`, `ssh_key is for …`).
     pub fn check(&self) -> Result<(), String> {
         let url = self.docker_host.as_str();
         let scheme = check_url(url)?;
@@ -221,7 +224,10 @@ fn readable_file(key: &str, path: &Path, pem: Option<&str>) -> Result<(), String
     }
 }
 
-/// Check every `[hosts.<name>]` of `wharf.toml`; the first problem, named.
+/// Check every `[hosts.<name>]` of `wharf.toml`.
+///
+/// # Errors
+/// The first problem, as `[hosts.<name>]: …`.
 pub fn check_all(hosts: &Hosts) -> Result<(), String> {
     for (name, host) in hosts {
         if !is_host_name(name) {
