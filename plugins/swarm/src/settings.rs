@@ -16,6 +16,7 @@ use serde::Deserialize;
 use wharf_engine::hosts::{Endpoint, Hosts, Targets};
 pub use wharf_engine::swarm::{FailureAction, Order, Policy, Port, PublishMode};
 use wharf_engine::values::{environment, own_labels, Scalar};
+use wharf_plugin_api::ports::parse_port as parse_docker_port;
 use wharf_plugin_api::{Settings, SettingsError};
 
 /// How long an update may take before wharf rolls it back itself.
@@ -297,32 +298,21 @@ fn parse_create(raw: &RawCreate) -> Result<Create, String> {
     })
 }
 
-/// `[published:]target[/protocol]`.
+/// `[published:]target[/protocol]`: Docker's `-p` syntax, parsed by the
+/// shared parser, without a host IP (a swarm publishes on every address of
+/// its nodes), with the table's `publish_mode`.
 fn parse_port(text: &str, mode: PublishMode) -> Result<Port, String> {
-    let (ports, protocol) = match text.split_once('/') {
-        Some((ports, protocol)) => (ports, protocol),
-        None => (text, "tcp"),
-    };
-    if !matches!(protocol, "tcp" | "udp" | "sctp") {
-        return Err(format!("protocol '{protocol}': expected tcp, udp or sctp"));
+    let spec = parse_docker_port(text)?;
+    if !spec.host_ip.is_empty() {
+        return Err(format!(
+            "host IP '{}': a swarm publishes on every address of its nodes; write [published:]target[/protocol]",
+            spec.host_ip
+        ));
     }
-    let number = |part: &str, what: &str| match part.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!(
-            "{what} port '{part}' is not a number from 1 to 65535"
-        )),
-        Ok(port) => Ok(port),
-    };
-    let (published, target) = match ports.split_once(':') {
-        Some((published, target)) => (
-            Some(number(published, "published")?),
-            number(target, "container")?,
-        ),
-        None => (None, number(ports, "container")?),
-    };
     Ok(Port {
-        published,
-        target,
-        protocol: protocol.to_string(),
+        published: spec.host_port,
+        target: spec.container_port,
+        protocol: spec.protocol,
         mode,
     })
 }
@@ -554,6 +544,37 @@ mod tests {
             let message = error(text);
             assert!(message.starts_with("[swarm]"), "{message}");
             assert!(message.contains(expected), "no '{expected}' in: {message}");
+        }
+    }
+
+    /// Ports go through Docker's `-p` parser (shared with the docker
+    /// deployer), less the host IP a swarm cannot bind.
+    #[test]
+    fn ports_use_the_shared_parser_without_a_host_ip() {
+        let create = parse("service = \"web\"\n[create]\nports = [\"8443:443/TCP\"]")
+            .unwrap()
+            .create
+            .unwrap();
+        assert_eq!(
+            create.ports,
+            vec![Port {
+                published: Some(8443),
+                target: 443,
+                protocol: "tcp".into(),
+                mode: PublishMode::Ingress
+            }]
+        );
+        for (text, expected) in [
+            ("127.0.0.1:8080:80", "host IP '127.0.0.1'"),
+            ("8080-8090:80", "port ranges are not supported"),
+        ] {
+            let message = error(&format!(
+                "service = \"web\"\n[create]\nports = [\"{text}\"]"
+            ));
+            assert!(
+                message.contains(&format!("create.ports: '{text}': {expected}")),
+                "{message}"
+            );
         }
     }
 
