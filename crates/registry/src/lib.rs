@@ -9,10 +9,13 @@
 //! - A registry client (tags and manifest digests over the registry's HTTP
 //!   API, for polling) belongs here too, beside the credentials it uses; it is
 //!   not written yet.
+//! - [`choose`]: which tag polling deploys (the highest semver above the
+//!   current one; a digest watch for the other tags), pure functions.
 
 // Tests may slice strings they wrote themselves (clippy.toml allows the
 // other panicking forms in tests).
 #![cfg_attr(test, allow(clippy::string_slice))]
 
 pub mod auth;
+pub mod choose;
 pub mod reference;
