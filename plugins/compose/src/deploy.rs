@@ -44,6 +44,18 @@ pub(crate) enum Failure {
 }
 
 impl Failure {
+    /// What went wrong, for the log and the deployment's reason.
+    pub(crate) fn describe(&self, settings: &ComposeSettings) -> String {
+        match self {
+            Failure::Reason(reason) => reason.clone(),
+            Failure::TimedOut => format!(
+                "timed out after {}",
+                wharf_plugin_api::duration::format(settings.timeout)
+            ),
+            Failure::Cancelled => "wharf is shutting down".to_string(),
+        }
+    }
+
     pub(crate) fn from_tool(error: ToolError, what: &str) -> Failure {
         match error {
             ToolError::Run(RunError::TimedOut { .. }) => Failure::TimedOut,
@@ -403,14 +415,7 @@ async fn roll_back(
     log: &LogSink,
 ) -> DeployError {
     let variable = settings.variable.name();
-    let why = match &failure {
-        Failure::Reason(reason) => reason.clone(),
-        Failure::TimedOut => format!(
-            "timed out after {}",
-            wharf_plugin_api::duration::format(settings.timeout)
-        ),
-        Failure::Cancelled => "wharf is shutting down".to_string(),
-    };
+    let why = failure.describe(settings);
     log.info(format!("deployment failed: {why}"));
     let restored = match previous {
         None => format!(

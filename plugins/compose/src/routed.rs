@@ -366,14 +366,7 @@ impl Failure {
         old: &[Container],
         log: &LogSink,
     ) -> DeployError {
-        let why = match &self {
-            Failure::Reason(reason) => reason.clone(),
-            Failure::TimedOut => format!(
-                "timed out after {}",
-                wharf_plugin_api::duration::format(settings.timeout)
-            ),
-            Failure::Cancelled => "wharf is shutting down".to_string(),
-        };
+        let why = self.describe(settings);
         log.info(format!("deployment failed: {why}"));
         let limits = Limits::new(CLEANUP_LIMIT, CancellationToken::new());
         if !new_ids.is_empty() {
