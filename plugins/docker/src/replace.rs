@@ -678,7 +678,7 @@ async fn replace(
             let mut old_upstream = None;
             if let Some(routed) = &routed {
                 let switched = match engine.container(&new).await {
-                    Ok(Some(info)) => routed::switch_to(&routed, &info, name, image).await,
+                    Ok(Some(info)) => routed::switch_to(routed, &info, name, image).await,
                     Ok(None) => Err("the new container disappeared".into()),
                     Err(e) => Err(format!("cannot inspect the new container: {e}")),
                 };
@@ -695,9 +695,7 @@ async fn replace(
                         )));
                     }
                 }
-                old_upstream = old
-                    .as_ref()
-                    .and_then(|old| routed::address_of(&routed, old));
+                old_upstream = old.as_ref().and_then(|old| routed::address_of(routed, old));
                 pause_at("after-switch", context).await;
             }
             Ok(Replaced {

@@ -19,13 +19,15 @@ pub mod deploy;
 pub mod service;
 pub mod settings;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use wharf_docker::hosts::{Endpoint, Hosts};
 use wharf_docker::rollout;
 use wharf_plugin_api::{
-    DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, Settings, SettingsError,
+    DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, EngineRef, Settings,
+    SettingsError, StagePlan,
 };
 
 use service::Swarm;
@@ -112,31 +114,44 @@ async fn deploy_everywhere(
     ))
 }
 
-#[async_trait]
 impl Deployer for SwarmDeployer {
     fn name(&self) -> &'static str {
         "swarm"
     }
 
-    fn validate(&self, settings: &Settings) -> Result<(), SettingsError> {
-        Plan::parse(settings, &self.hosts).map(|_| ())
+    fn prepare(&self, settings: &Settings) -> Result<Arc<dyn StagePlan>, SettingsError> {
+        Ok(Arc::new(SwarmPlan(Plan::parse(settings, &self.hosts)?)))
     }
 
+    /// The local engine, as the docker plugin names it (and asks it); the
+    /// `[hosts]` machines are the docker plugin's to report.
+    fn engines(&self) -> Vec<EngineRef> {
+        vec![EngineRef {
+            id: wharf_plugin_api::check::LOCAL_DOCKER_ENGINE.to_string(),
+            always: false,
+        }]
+    }
+}
+
+/// A stage's `[swarm]`, checked.
+#[derive(Debug)]
+struct SwarmPlan(Plan);
+
+#[async_trait]
+impl StagePlan for SwarmPlan {
     async fn deploy(
         &self,
         request: &DeployRequest,
         context: &DeployContext,
     ) -> Result<DeployOutcome, DeployError> {
-        let plan = Plan::parse(&request.settings, &self.hosts)
-            .map_err(|e| DeployError::Settings(e.message))?;
         Ok(DeployOutcome {
-            summary: deploy_everywhere(&plan, request, context).await?,
+            summary: deploy_everywhere(&self.0, request, context).await?,
         })
     }
 
     /// Updating a service to the image it already runs is harmless: the
     /// swarm rolls the same image again.
-    fn rerun_is_safe(&self, _settings: &Settings) -> bool {
+    fn rerun_is_safe(&self) -> bool {
         true
     }
 }
@@ -176,9 +191,11 @@ mod tests {
             repository: "docker.io/library/nginx".into(),
             tag: "1".into(),
             digest: None,
-            settings: "service = \"web\"".parse().unwrap(),
         };
-        let result = SwarmDeployer::new().deploy(&request, &context).await;
+        let plan = SwarmDeployer::new()
+            .prepare(&"service = \"web\"".parse().unwrap())
+            .unwrap();
+        let result = plan.deploy(&request, &context).await;
         std::env::remove_var("DOCKER_HOST");
         match result {
             Err(DeployError::Unavailable(message)) => {
