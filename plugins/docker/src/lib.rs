@@ -84,6 +84,34 @@ impl DockerDeployer {
     pub fn with_hosts(hosts: Hosts) -> Self {
         DockerDeployer { hosts }
     }
+
+    /// A deployer that knows the engines of `wharf.toml`'s `[hosts]` table,
+    /// as the daemon hands it over (see [`parse_hosts`]).
+    ///
+    /// # Errors
+    /// As [`parse_hosts`].
+    pub fn configured(hosts: &toml::Table) -> Result<Self, SettingsError> {
+        Ok(DockerDeployer::with_hosts(parse_hosts(hosts)?))
+    }
+}
+
+/// `wharf.toml`'s `[hosts]` table, read and checked: the daemon keeps it
+/// as written, and the plugins that deploy to the engines it names (docker,
+/// swarm) read it here.
+///
+/// # Errors
+/// An entry with an unknown key or a wrong type, or that names no engine;
+/// the message starts with `[hosts.<name>]`.
+pub fn parse_hosts(table: &toml::Table) -> Result<Hosts, SettingsError> {
+    let mut hosts = Hosts::new();
+    for (name, value) in table {
+        let host: hosts::HostConfig = value.clone().try_into().map_err(|e: toml::de::Error| {
+            SettingsError::new(format!("[hosts.{name}]: {}", e.message().trim()))
+        })?;
+        hosts.insert(name.clone(), host);
+    }
+    hosts::check_all(&hosts).map_err(SettingsError::new)?;
+    Ok(hosts)
 }
 
 /// Connect to `endpoint`, or say clearly why not.

@@ -58,6 +58,15 @@ impl SwarmDeployer {
     pub fn with_hosts(hosts: Hosts) -> Self {
         SwarmDeployer { hosts }
     }
+
+    /// A deployer that knows the engines of `wharf.toml`'s `[hosts]` table,
+    /// as the daemon hands it over.
+    ///
+    /// # Errors
+    /// As [`wharf_docker::parse_hosts`].
+    pub fn configured(hosts: &toml::Table) -> Result<Self, SettingsError> {
+        Ok(SwarmDeployer::with_hosts(wharf_docker::parse_hosts(hosts)?))
+    }
 }
 
 /// A deployment through one manager, or its undoing.
