@@ -30,6 +30,10 @@
 //! This crate depends on neither Rocket nor bollard: plugins depend on it,
 //! never on the daemon.
 
+// Every fallible public function of the plugin API says when it fails: a
+// plugin author reads these docs, not the daemon's code. (A crate
+// attribute, since Cargo's `[lints]` cannot add to `workspace = true`.)
+#![deny(clippy::missing_errors_doc)]
 // Tests may slice strings they wrote themselves (clippy.toml allows the
 // other panicking forms in tests).
 #![cfg_attr(test, allow(clippy::string_slice))]
