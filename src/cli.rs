@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
+use wharf_plugin_api::{EngineReport, Registry};
 
 use crate::config::catalog::Catalog;
 use crate::config::settings::Secrets;
@@ -109,14 +110,20 @@ pub fn check(config: &DaemonConfig) -> anyhow::Result<bool> {
         println!("error: {error}");
         ok = false;
     }
-    check_docker_engine(config, &catalog);
-    check_hosts(config);
-    if config.auto_create.enabled && registry.get(&config.auto_create.deployer).is_none() {
-        println!(
-            "warning: auto_create.deployer '{}' is not available in this build (available: {}); unknown images will not create projects",
-            config.auto_create.deployer,
-            registry.names().join(", ")
-        );
+    check_engines(config, &catalog, &registry);
+    if config.auto_create.enabled {
+        match registry.get(&config.auto_create.deployer) {
+            None => println!(
+                "warning: auto_create.deployer '{}' is not available in this build (available: {}); unknown images will not create projects",
+                config.auto_create.deployer,
+                registry.names().join(", ")
+            ),
+            Some(plugin) if plugin.as_drafter().is_none() => println!(
+                "warning: auto_create.deployer '{}' cannot draft a project from an image; unknown images will not create projects",
+                config.auto_create.deployer
+            ),
+            Some(_) => {}
+        }
     }
     println!(
         "{}: {} project(s) loaded, {} with errors",
@@ -127,68 +134,41 @@ pub fn check(config: &DaemonConfig) -> anyhow::Result<bool> {
     Ok(ok)
 }
 
-/// Deployers that talk to a Docker engine.
-const ENGINE_DEPLOYERS: &[&str] = &["docker", "compose", "swarm"];
-
-/// When anything in the config needs the local Docker engine, say whether
-/// it answers. Unreachable is a warning, not an error: the engine may start
-/// after wharf, and deployments to it fail (and are logged) until it does.
-fn check_docker_engine(config: &DaemonConfig, catalog: &Catalog) {
-    let users: Vec<String> = catalog
-        .projects()
-        .flat_map(|p| p.stages.values().map(move |s| (p, s)))
-        .filter(|(_, s)| ENGINE_DEPLOYERS.contains(&s.deployer.as_str()))
-        .map(|(p, s)| format!("{}/{}", p.name, s.name))
-        .collect();
-    let auto_create = config.auto_create.enabled
-        && ENGINE_DEPLOYERS.contains(&config.auto_create.deployer.as_str());
-    if users.is_empty() && !auto_create {
-        return;
-    }
-    // The docker plugin's own connection: DOCKER_HOST or the local socket,
-    // and the API version negotiation every deployment starts with.
-    let answer = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())
-        .and_then(|runtime| {
-            runtime
-                .block_on(wharf_docker::engine::Engine::connect(
-                    std::time::Duration::from_secs(5),
-                ))
-                .map_err(|e| e.to_string())
-        });
-    match answer {
-        Ok(engine) => println!(
-            "ok: the Docker engine answers at {} (API {})",
-            docker_host(),
-            engine.api_version()
-        ),
-        Err(why) => {
-            let mut needs = Vec::new();
-            if !users.is_empty() {
-                needs.push(format!("stage(s) {}", users.join(", ")));
-            }
-            if auto_create {
-                needs.push("auto_create (image inspection)".to_string());
-            }
-            let hint = if why.contains("ermission denied") {
-                " (is this user in the docker group?)"
-            } else {
-                ""
-            };
-            println!(
-                "warning: {why}{hint}; {} will fail until it answers",
-                needs.join(" and ")
-            );
-        }
-    }
+/// An engine some plugins deploy to, as `wharf check` asks it.
+struct EngineToCheck {
+    id: String,
+    /// Asked even when no stage uses it (see [`wharf_plugin_api::EngineRef`]).
+    always: bool,
+    /// The plugins that named it, in registry order.
+    plugins: Vec<&'static str>,
 }
 
-/// Say whether each engine `wharf.toml` names answers. Unreachable is a
-/// warning, as for the local engine: the machine may be down for now.
-fn check_hosts(config: &DaemonConfig) {
-    if config.hosts.is_empty() {
+/// Ask every engine the plugins name whether it answers: each once (plugins
+/// sharing an engine name it alike), and one a plugin needs only for its
+/// stages only when some stage or auto-create uses that plugin.
+/// Unreachable is a warning, not an error: the engine may start after
+/// wharf, and deployments to it fail (and are logged) until it does.
+fn check_engines(config: &DaemonConfig, catalog: &Catalog, registry: &Registry) {
+    let mut engines: Vec<EngineToCheck> = Vec::new();
+    for name in registry.names() {
+        let Some(plugin) = registry.get(name) else {
+            continue;
+        };
+        for engine in plugin.engines() {
+            match engines.iter_mut().find(|e| e.id == engine.id) {
+                Some(known) => {
+                    known.always |= engine.always;
+                    known.plugins.push(name);
+                }
+                None => engines.push(EngineToCheck {
+                    id: engine.id,
+                    always: engine.always,
+                    plugins: vec![name],
+                }),
+            }
+        }
+    }
+    if engines.is_empty() {
         return;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -197,35 +177,48 @@ fn check_hosts(config: &DaemonConfig) {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            println!("warning: cannot check [hosts]: {e}");
+            println!("warning: cannot check the engines: {e}");
             return;
         }
     };
-    for (name, host) in &config.hosts {
-        let answer = runtime.block_on(wharf_docker::engine::Engine::connect_to(
-            &host.endpoint(name),
-            std::time::Duration::from_secs(5),
-        ));
-        match answer {
-            Ok(engine) => println!(
-                "ok: host {name} answers at {} (API {})",
-                host.docker_host,
-                engine.api_version()
-            ),
-            Err(why) => println!(
-                "warning: host {name}: {why}; deployments to it will fail until it answers"
-            ),
+    for engine in engines {
+        let users: Vec<String> = catalog
+            .projects()
+            .flat_map(|p| p.stages.values().map(move |s| (p, s)))
+            .filter(|(_, s)| engine.plugins.contains(&s.deployer.as_str()))
+            .map(|(p, s)| format!("{}/{}", p.name, s.name))
+            .collect();
+        let auto_create = config.auto_create.enabled
+            && engine
+                .plugins
+                .contains(&config.auto_create.deployer.as_str());
+        if !engine.always && users.is_empty() && !auto_create {
+            continue;
+        }
+        let report = engine.plugins.iter().find_map(|name| {
+            let plugin = registry.get(name)?;
+            runtime.block_on(plugin.check_engine(&engine.id))
+        });
+        match report {
+            None => {}
+            Some(EngineReport::Answers(what)) => println!("ok: {what}"),
+            Some(EngineReport::Silent(why)) => {
+                let needs = if engine.always {
+                    "deployments to it".to_string()
+                } else {
+                    let mut needs = Vec::new();
+                    if !users.is_empty() {
+                        needs.push(format!("stage(s) {}", users.join(", ")));
+                    }
+                    if auto_create {
+                        needs.push("auto_create (image inspection)".to_string());
+                    }
+                    needs.join(" and ")
+                };
+                println!("warning: {why}; {needs} will fail until it answers");
+            }
         }
     }
-}
-
-/// The local engine, as the docker plugin and the docker CLI find it (for
-/// the message; the plugin resolves it itself).
-fn docker_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
 }
 
 /// `wharf url`.

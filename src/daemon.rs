@@ -105,11 +105,7 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
         }
     }
     // Routes follow the catalog and their containers between deployments.
-    tokio::spawn(crate::proxy::upkeep::run(
-        routes.clone(),
-        catalog.clone(),
-        registry.clone(),
-    ));
+    tokio::spawn(crate::proxy::upkeep::run(routes.clone(), catalog.clone()));
     let engine = Engine::new(
         store,
         live_catalog,

@@ -53,6 +53,11 @@ pub fn escape_controls(message: &str) -> String {
 /// prefix of the path is written, the line of its deepest written part;
 /// `None` when not even the first key is, or the text does not parse.
 pub fn key_line(text: &str, path: &[&str]) -> Option<usize> {
+    key_offset(text, path).map(|offset| line_of(text, offset))
+}
+
+/// The byte offset of the key at `path` in `text`, as [`key_line`] finds it.
+pub fn key_offset(text: &str, path: &[&str]) -> Option<usize> {
     let document = ImDocument::parse(text).ok()?;
     let mut table: &dyn TableLike = document.as_table();
     let mut found = None;
@@ -80,7 +85,7 @@ pub fn key_line(text: &str, path: &[&str]) -> Option<usize> {
             },
         };
     }
-    found.map(|offset| line_of(text, offset))
+    found
 }
 
 #[cfg(test)]

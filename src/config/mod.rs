@@ -19,11 +19,10 @@ use std::time::Duration;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::{Figment, Provider};
 use serde::{Deserialize, Serialize};
-use wharf_docker::hosts::{self, Hosts};
 
 /// Environment variables with the `WHARF_` prefix that are not config keys:
 /// the config file's path itself, the test suite's switch, and the docker
-/// plugin's test hook (`WHARF_TEST_PAUSE_AT`, see `wharf_docker::replace`).
+/// plugin's test hook (`WHARF_TEST_PAUSE_AT`, see the docker plugin's `replace` module).
 const ENV_NOT_CONFIG: &[&str] = &["config", "require_docker", "test_pause_at"];
 
 /// The daemon's settings, `wharf.toml`. Every key has a default.
@@ -44,8 +43,10 @@ pub struct DaemonConfig {
     pub store: StoreConfig,
     pub notify: Vec<NotifyConfig>,
     /// Docker engines on other machines, by name (`[hosts.<name>]`), for the
-    /// `host`/`hosts` keys of `[docker]` and `[swarm]`.
-    pub hosts: Hosts,
+    /// `host`/`hosts` keys of `[docker]` and `[swarm]`. Kept as written:
+    /// the plugins that use it read it ([`crate::plugins::try_registry`]),
+    /// and a table they refuse is refused with the file's line here.
+    pub hosts: toml::Table,
     /// The route proxy (`wharf proxy`).
     pub proxy: ProxyConfig,
 }
@@ -147,7 +148,7 @@ impl Default for DaemonConfig {
                 synchronous: "normal".into(),
             },
             notify: Vec::new(),
-            hosts: Hosts::new(),
+            hosts: toml::Table::new(),
             proxy: ProxyConfig { manage: true },
         }
     }
@@ -309,11 +310,11 @@ impl DaemonConfig {
         if !matches!(self.store.synchronous.as_str(), "normal" | "full") {
             return invalid("store.synchronous", "must be \"normal\" or \"full\"");
         }
-        if let Err(message) = hosts::check_all(&self.hosts) {
+        if let Err(refused) = crate::plugins::try_registry(&self.hosts) {
             return Err(ConfigError::Invalid {
                 key: "hosts",
                 entry: None,
-                message,
+                message: refused.message,
             });
         }
         for (index, notify) in self.notify.iter().enumerate() {
@@ -494,7 +495,10 @@ mod tests {
         .unwrap();
         let config = DaemonConfig::load(Some(&file)).unwrap();
         assert_eq!(config.hosts.keys().collect::<Vec<_>>(), ["local", "web1"]);
-        assert_eq!(config.hosts["web1"].docker_host, "tcp://10.0.0.5:2375");
+        assert_eq!(
+            config.hosts["web1"]["docker_host"].as_str(),
+            Some("tcp://10.0.0.5:2375")
+        );
     }
 
     /// Every rejection of the file's text names the file and the line to fix.

@@ -6,19 +6,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use toml::Spanned;
 use wharf_plugin_api::routes::Claim;
-use wharf_plugin_api::{Registry, Settings};
+use wharf_plugin_api::{Registry, Settings, StagePlan};
 use wildmatch::WildMatch;
 
+use super::locate::key_offset;
 use super::settings::line_of;
 use crate::reference::{is_valid_tag, normalize_repository};
-
-/// Deployers wharf has a name for; a project naming one that this build does
-/// not include gets a clearer message than "unknown".
-const KNOWN_DEPLOYERS: &[&str] = &["docker", "compose", "script", "swarm"];
 
 /// The deployer used when neither the project nor the stage names one.
 pub const DEFAULT_DEPLOYER: &str = "docker";
@@ -45,8 +43,12 @@ pub struct Stage {
     matchers: Vec<WildMatch>,
     pub auto_deploy: bool,
     pub deployer: String,
-    /// The deployer's table: the project's, with the stage's keys over it.
+    /// The deployer's table: the project's, with the stage's keys over it,
+    /// as written (for display); deployments run [`Stage::plan`].
     pub settings: Settings,
+    /// What its deployer made of `settings` when the file loaded
+    /// ([`wharf_plugin_api::Deployer::prepare`]): what a deployment runs.
+    pub plan: Arc<dyn StagePlan>,
     /// The host addresses its settings take (a route's `listen`, fixed
     /// host ports), as its deployer names them; the catalog keeps routes
     /// off addresses other stages claim.
@@ -82,8 +84,12 @@ pub fn is_valid_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
 }
 
+/// wharf's own keys of a project file; every other top-level key is a
+/// deployer's table (`[docker]`, `[script]`, …), checked against the
+/// registry. The tables are plain values, not `Spanned`: a table TOML
+/// creates implicitly (`[docker.route]` with no `[docker]`) has no span of
+/// its own, and its line is found in the document instead.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawProject {
     image: Spanned<String>,
     #[serde(default)]
@@ -92,33 +98,28 @@ struct RawProject {
     description: Option<String>,
     #[serde(default)]
     stages: Option<BTreeMap<String, Spanned<RawStage>>>,
-    #[serde(default)]
-    docker: Option<Spanned<Settings>>,
-    #[serde(default)]
-    compose: Option<Spanned<Settings>>,
-    #[serde(default)]
-    script: Option<Spanned<Settings>>,
-    #[serde(default)]
-    swarm: Option<Spanned<Settings>>,
+    #[serde(flatten)]
+    tables: BTreeMap<String, toml::Value>,
 }
 
+/// Keys of the project file's top level that are wharf's.
+const PROJECT_KEYS: &[&str] = &["image", "deployer", "description", "stages"];
+
+/// A stage's own keys; every other key is a deployer's table overriding
+/// the project's (`[stages.prod.docker]`).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawStage {
     tags: Option<Spanned<Vec<String>>>,
     #[serde(default = "default_true")]
     auto_deploy: bool,
     #[serde(default)]
     deployer: Option<Spanned<String>>,
-    #[serde(default)]
-    docker: Option<Spanned<Settings>>,
-    #[serde(default)]
-    compose: Option<Spanned<Settings>>,
-    #[serde(default)]
-    script: Option<Spanned<Settings>>,
-    #[serde(default)]
-    swarm: Option<Spanned<Settings>>,
+    #[serde(flatten)]
+    tables: BTreeMap<String, toml::Value>,
 }
+
+/// Keys of a stage that are wharf's.
+const STAGE_KEYS: &[&str] = &["tags", "auto_deploy", "deployer"];
 
 fn default_true() -> bool {
     true
@@ -152,14 +153,9 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
         )
     })?;
     let _ = raw.description;
+    let project_tables = plugin_tables(text, &[], raw.tables, PROJECT_KEYS, registry, &fail)?;
     let repository = normalize_repository(raw.image.get_ref())
         .map_err(|e| fail(raw.image.span().start, format!("image: {e}")))?;
-    let project_tables = plugin_tables([
-        ("docker", &raw.docker),
-        ("compose", &raw.compose),
-        ("script", &raw.script),
-        ("swarm", &raw.swarm),
-    ]);
     let project_deployer = match &raw.deployer {
         Some(d) => known_deployer(d, registry, &fail)?,
         None => DEFAULT_DEPLOYER.to_string(),
@@ -205,12 +201,14 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
             Some(d) => known_deployer(d, registry, &fail)?,
             None => project_deployer.clone(),
         };
-        let stage_tables = plugin_tables([
-            ("docker", &raw_stage.docker),
-            ("compose", &raw_stage.compose),
-            ("script", &raw_stage.script),
-            ("swarm", &raw_stage.swarm),
-        ]);
+        let stage_tables = plugin_tables(
+            text,
+            &["stages", &stage_name],
+            raw_stage.tables,
+            STAGE_KEYS,
+            registry,
+            &fail,
+        )?;
         let mut settings = project_tables
             .get(deployer.as_str())
             .map(|(_, table)| table.clone())
@@ -226,14 +224,14 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
                 format!("stage '{stage_name}': deployer '{deployer}' is not available"),
             )
         })?;
-        plugin.validate(&settings).map_err(|e| {
+        let plan = plugin.prepare(&settings).map_err(|e| {
             fail(
                 table_at.unwrap_or(at),
                 format!("stage '{stage_name}': {}", e.message),
             )
         })?;
         let matchers = tags.iter().map(|t| WildMatch::new(t)).collect();
-        let claims = plugin.claimed_addresses(&settings);
+        let claims = plan.claims();
         stages.insert(
             stage_name.clone(),
             Stage {
@@ -243,6 +241,7 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
                 auto_deploy: raw_stage.auto_deploy,
                 deployer,
                 settings,
+                plan,
                 claims,
             },
         );
@@ -272,19 +271,48 @@ fn is_valid_tag_glob(glob: &str) -> bool {
     is_valid_tag(&literal)
 }
 
-/// The deployer tables (`[docker]`, `[script]`, …) present, by name, with
-/// the offset where each starts.
+/// The deployer tables (`[docker]`, `[script]`, …) among the keys of the
+/// table at `path` (the top level, or a stage) that are not wharf's own, by
+/// name, with the offset where each starts. A key that names no registered
+/// deployer, or is not a table, is an error at its line.
 fn plugin_tables(
-    tables: [(&'static str, &Option<Spanned<Settings>>); 4],
-) -> BTreeMap<&'static str, (usize, Settings)> {
-    tables
-        .into_iter()
-        .filter_map(|(name, table)| {
-            table
-                .as_ref()
-                .map(|t| (name, (t.span().start, t.get_ref().clone())))
-        })
-        .collect()
+    text: &str,
+    path: &[&str],
+    tables: BTreeMap<String, toml::Value>,
+    own: &[&str],
+    registry: &Registry,
+    fail: &dyn Fn(usize, String) -> ProjectError,
+) -> Result<BTreeMap<String, (usize, Settings)>, ProjectError> {
+    let mut found = BTreeMap::new();
+    for (name, value) in tables {
+        let mut key_path = path.to_vec();
+        key_path.push(&name);
+        let at = key_offset(text, &key_path).unwrap_or(0);
+        let where_ = match path {
+            [] => String::new(),
+            _ => format!(" in [{}]", path.join(".")),
+        };
+        if registry.get(&name).is_none() {
+            return Err(fail(
+                at,
+                format!(
+                    "unknown key '{name}'{where_}: expected one of {}, or a deployer's table ({})",
+                    own.join(", "),
+                    registry.names().join(", ")
+                ),
+            ));
+        }
+        let toml::Value::Table(table) = value else {
+            return Err(fail(
+                at,
+                format!(
+                    "{name}{where_}: the {name} deployer's settings must be a table ([{name}])"
+                ),
+            ));
+        };
+        found.insert(name, (at, table));
+    }
+    Ok(found)
 }
 
 fn known_deployer(
@@ -296,18 +324,13 @@ fn known_deployer(
     if registry.get(text).is_some() {
         return Ok(text.clone());
     }
-    let message = if KNOWN_DEPLOYERS.contains(&text.as_str()) {
-        format!(
-            "deployer '{text}' is not available in this build of wharf (available: {})",
-            registry.names().join(", ")
-        )
-    } else {
+    Err(fail(
+        name.span().start,
         format!(
             "unknown deployer '{text}' (available: {})",
             registry.names().join(", ")
-        )
-    };
-    Err(fail(name.span().start, message))
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -393,6 +416,40 @@ timeout = "5m"
             assert!(error.to_string().starts_with("/p/web.toml:"), "{error}");
             assert!(!error.message.contains(char::is_control), "{error:?}");
         }
+    }
+
+    /// A deployer's table TOML creates implicitly, through a sub-table's
+    /// header (`[docker.route]` with no `[docker]`), loads like a written
+    /// one, and its errors name the header's line.
+    #[test]
+    fn a_table_written_only_through_its_sub_table_loads() {
+        for (text, listen) in [
+            ("image = \"web\"\n[stages.prod]\ntags = [\"v*\"]\n[docker.route]\nlisten = \"127.0.0.1:18990\"\nport = 80\n", "127.0.0.1:18990"),
+            ("image = \"web\"\n[stages.prod]\ntags = [\"v*\"]\n[stages.prod.docker.route]\nlisten = \"127.0.0.1:18991\"\nport = 80\n", "127.0.0.1:18991"),
+        ] {
+            let project = load(text).unwrap_or_else(|e| panic!("{text:?}: {e}"));
+            let prod = &project.stages["prod"];
+            assert_eq!(prod.claims, [Claim::Route(listen.parse().unwrap())], "{text:?}");
+        }
+        let error = load("image = \"web\"\n[stages.prod]\ntags = [\"v*\"]\n\n[stages.prod.docker.route]\nlisten = \"nowhere\"\nport = 80\n").unwrap_err();
+        assert_eq!(error.line, 5, "{error}");
+        assert!(error.message.contains("listen"), "{error}");
+    }
+
+    #[test]
+    fn unknown_tables_name_the_deployers() {
+        let error =
+            load("image = \"web\"\n[stages.a]\ntags = [\"*\"]\n[stages.a.dokcer]\nports = []\n")
+                .unwrap_err();
+        assert_eq!(error.line, 4, "{error}");
+        assert!(
+            error.message.contains("unknown key 'dokcer' in [stages.a]")
+                && error.message.contains("compose, docker, script, swarm"),
+            "{error}"
+        );
+        let error = load("image = \"web\"\ndocker = 1\n[stages.a]\ntags = [\"*\"]\n").unwrap_err();
+        assert_eq!(error.line, 2, "{error}");
+        assert!(error.message.contains("must be a table"), "{error}");
     }
 
     #[test]

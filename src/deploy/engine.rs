@@ -339,8 +339,9 @@ impl Engine {
         .await
     }
 
-    /// Resolve the project's current settings and call the plugin. Returns
-    /// the status to record, why, and the deployer's name.
+    /// Find the stage's current plan (prepared by its plugin when the
+    /// project file loaded) and run it. Returns the status to record, why,
+    /// and the deployer's name.
     async fn execute(&self, deployment: &Deployment, log: &LogSink) -> (Status, String, String) {
         let catalog = self.catalog.load();
         let Some(stage) = catalog
@@ -354,13 +355,7 @@ impl Engine {
             return (Status::Failed, why, deployment.deployer.clone());
         };
         let deployer = stage.deployer.clone();
-        let Some(plugin) = self.registry.get(&deployer).cloned() else {
-            return (
-                Status::Failed,
-                format!("deployer '{deployer}' is not available"),
-                deployer,
-            );
-        };
+        let plan = stage.plan.clone();
         let request = DeployRequest {
             deployment_id: deployment.id.clone(),
             project: deployment.project.clone(),
@@ -368,7 +363,6 @@ impl Engine {
             repository: deployment.repository.clone(),
             tag: deployment.tag.clone(),
             digest: deployment.digest.clone(),
-            settings: stage.settings.clone(),
         };
         log.info(format!(
             "deploying {} to {}/{} with the {deployer} deployer",
@@ -381,9 +375,9 @@ impl Engine {
             cancel: self.cancel.child_token(),
             routes: self.routes.clone(),
         };
-        let rerun_safe = plugin.rerun_is_safe(&request.settings);
+        let rerun_safe = plan.rerun_is_safe();
         // Its own task, so a panicking plugin fails one deployment, not wharf.
-        let outcome = tokio::spawn(async move { plugin.deploy(&request, &context).await }).await;
+        let outcome = tokio::spawn(async move { plan.deploy(&request, &context).await }).await;
         let (status, reason) = match outcome {
             Ok(Ok(outcome)) => (Status::Succeeded, outcome.summary),
             Ok(Err(DeployError::Cancelled(why))) if rerun_safe => (
@@ -413,7 +407,6 @@ impl Engine {
     /// The store failed.
     pub async fn recover(self: &Arc<Self>) -> Result<(), StoreError> {
         let catalog = self.catalog.load();
-        let registry = self.registry.clone();
         let interrupted = self
             .store
             .call(move |store| {
@@ -433,11 +426,10 @@ impl Engine {
                         warn!(id = %deployment.id, project = %deployment.project, stage = %deployment.stage, "{why}");
                         continue;
                     }
-                    let plugin = catalog
+                    let rerun = catalog
                         .project(&deployment.project)
                         .and_then(|p| p.stages.get(&deployment.stage))
-                        .and_then(|s| registry.get(&s.deployer).map(|p| (p, &s.settings)));
-                    let rerun = plugin.is_some_and(|(p, settings)| p.rerun_is_safe(settings));
+                        .is_some_and(|s| s.plan.rerun_is_safe());
                     let (to, why) = if rerun {
                         (
                             Status::Queued,

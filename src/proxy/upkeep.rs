@@ -23,7 +23,6 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 use wharf_plugin_api::routes::{Claim, RouteState};
-use wharf_plugin_api::Registry;
 
 use super::client::ProxyClient;
 use crate::config::catalog::{project_name, Catalog};
@@ -118,7 +117,7 @@ pub async fn reconcile(catalog: &Catalog, client: &ProxyClient) -> Option<Reconc
 /// force (the first tick, then after each reload), and each upstream
 /// tried every [`CHECK_EVERY`]. Never starts a proxy: with none answering
 /// there is nothing to keep.
-pub async fn run(client: ProxyClient, catalog: Arc<ArcSwap<Catalog>>, registry: Registry) {
+pub async fn run(client: ProxyClient, catalog: Arc<ArcSwap<Catalog>>) {
     let mut interval = tokio::time::interval(CHECK_EVERY);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut reconciled: Option<Arc<Catalog>> = None;
@@ -141,17 +140,16 @@ pub async fn run(client: ProxyClient, catalog: Arc<ArcSwap<Catalog>>, registry: 
             continue;
         };
         for route in routes {
-            follow_upstream(&route, &snapshot, &registry, &client, &mut reported).await;
+            follow_upstream(&route, &snapshot, &client, &mut reported).await;
         }
     }
 }
 
-/// When `route`'s upstream refuses connections, ask its stage's deployer
+/// When `route`'s upstream refuses connections, ask its stage's plan
 /// where that container is published now and move the route there.
 async fn follow_upstream(
     route: &RouteState,
     catalog: &Catalog,
-    registry: &Registry,
     client: &ProxyClient,
     reported: &mut BTreeSet<(SocketAddr, String)>,
 ) {
@@ -166,11 +164,8 @@ async fn follow_upstream(
     else {
         return;
     };
-    let Some(plugin) = registry.get(&stage.deployer) else {
-        return;
-    };
     let key = (listen, upstream.container_id.clone());
-    match plugin.locate_upstream(&stage.settings, upstream).await {
+    match stage.plan.locate_upstream(upstream).await {
         Ok(Some(address)) if address != upstream.address => {
             match client
                 .relocate(listen, &upstream.container_id, address)

@@ -2,10 +2,13 @@
 //! project names, allowed by `auto_create.allow`, becomes
 //! `<projects_dir>/<name>.toml`, and the push that created it is deployed.
 //!
-//! - The file is written from what the image declares (its first EXPOSEd TCP
-//!   port, its OCI labels, `wharf.*` labels) with safe defaults: ports bound
-//!   to 127.0.0.1 only, restart `unless-stopped`, nothing privileged, no host
-//!   mounts, no host network. Its header says where it came from.
+//! - The file is written from what the image declares: wharf writes the
+//!   header (where it came from, the image's OCI labels), `image` and the
+//!   stage; the deployer (`auto_create.deployer`) drafts its own table and
+//!   says which defaults it chose ([`wharf_plugin_api::Drafter`]; docker's:
+//!   the first EXPOSEd TCP port on 127.0.0.1 only, restart
+//!   `unless-stopped`, nothing privileged). A deployer that cannot draft a
+//!   table is refused before anything is pulled or written.
 //! - One push at a time creates a project for a repository (a lock per
 //!   repository, [`lock`]); under the lock the live catalog and the folder
 //!   itself are checked again, so concurrent pushes of one new image make
@@ -20,13 +23,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
-use wharf_plugin_api::ImageFacts;
+use wharf_plugin_api::routes::Claim;
+use wharf_plugin_api::{Deployer, DraftInput, Drafter, ImageFacts};
 use wildmatch::WildMatch;
 
 use super::matching::Push;
@@ -49,8 +52,6 @@ static CREATING: LazyLock<RepoLocks> = LazyLock::new(RepoLocks::default);
 const INSPECT_LIMIT: Duration = Duration::from_secs(120);
 /// Longest project name written (container names add a prefix and a stage).
 const MAX_NAME: usize = 48;
-/// How far above its first choice a host port is looked for.
-const PORT_SEARCH: u16 = 100;
 
 /// What became of a push whose repository no project names.
 #[derive(Debug, PartialEq, Eq)]
@@ -77,6 +78,10 @@ pub async fn for_push(engine: &Arc<Engine>, config: &DaemonConfig, push: &Push) 
         .find(|glob| allows(glob, &push.repository, &reference))
     else {
         return AutoCreate::Skipped("the image is not in auto_create.allow".into());
+    };
+    let plugin = match drafting_plugin(engine, &settings.deployer) {
+        Ok(plugin) => plugin,
+        Err(why) => return AutoCreate::Skipped(why),
     };
     let _creating = CREATING.lock(&push.repository).await;
 
@@ -118,6 +123,7 @@ pub async fn for_push(engine: &Arc<Engine>, config: &DaemonConfig, push: &Push) 
         pattern: pattern.clone(),
         stage: settings.default_stage.clone(),
         deployer: settings.deployer.clone(),
+        plugin,
         facts,
     };
     let (name, path) = match blocking(move || write_project(&job)).await.and_then(|r| r) {
@@ -141,6 +147,24 @@ pub async fn for_push(engine: &Arc<Engine>, config: &DaemonConfig, push: &Push) 
     AutoCreate::Created(name)
 }
 
+/// The `auto_create.deployer` plugin, when it can draft a table; else why
+/// no project can be created (before anything is pulled or written).
+fn drafting_plugin(engine: &Engine, deployer: &str) -> Result<Arc<dyn Deployer>, String> {
+    let registry = engine.registry();
+    let Some(plugin) = registry.get(deployer) else {
+        return Err(format!(
+            "auto_create.deployer '{deployer}' is not available in this build (available: {})",
+            registry.names().join(", ")
+        ));
+    };
+    if plugin.as_drafter().is_none() {
+        return Err(format!(
+            "auto_create.deployer '{deployer}' cannot draft a project from an image: write the project file yourself, or choose a deployer that can"
+        ));
+    }
+    Ok(plugin.clone())
+}
+
 /// Run file-system work on the blocking pool; an error is the reason for
 /// the response's `ignored`.
 async fn blocking<T: Send + 'static>(
@@ -160,6 +184,8 @@ struct Job {
     pattern: String,
     stage: String,
     deployer: String,
+    /// The deployer, which drafts its table.
+    plugin: Arc<dyn Deployer>,
     facts: Result<ImageFacts, String>,
 }
 
@@ -175,12 +201,19 @@ fn write_project(job: &Job) -> Result<(String, PathBuf), String> {
         ));
     };
     let path = job.dir.join(format!("{name}.toml"));
+    let Some(drafter) = job.plugin.as_drafter() else {
+        return Err(format!(
+            "the {} deployer cannot draft a project",
+            job.deployer
+        ));
+    };
     let text = render(&Draft {
         repository: &job.repository,
         reference: &job.reference,
         pattern: &job.pattern,
         stage: &job.stage,
         deployer: &job.deployer,
+        drafter,
         facts: job.facts.as_ref().map_err(String::as_str),
         taken_ports: &ports_in_use(&job.catalog),
     });
@@ -229,7 +262,7 @@ async fn inspect(engine: &Engine, deployer: &str, reference: &str) -> Result<Ima
         })
         .ok_or_else(|| "no deployer in this build can inspect images".to_string())?;
     match tokio::time::timeout(INSPECT_LIMIT, inspector.inspect_image(reference)).await {
-        Ok(result) => result,
+        Ok(result) => result.map_err(|e| e.to_string()),
         Err(_) => Err(format!(
             "inspecting took longer than {}s",
             INSPECT_LIMIT.as_secs()
@@ -280,39 +313,18 @@ fn choose_name(dir: &Path, catalog: &Catalog, repository: &str) -> Option<String
     })
 }
 
-/// Host ports the docker settings of loaded projects already publish.
+/// Host ports that stages of loaded projects already publish, as their
+/// deployers claim them.
 fn ports_in_use(catalog: &Catalog) -> BTreeSet<u16> {
     catalog
         .projects()
         .flat_map(|p| p.stages.values())
-        .filter_map(|s| s.settings.get("ports")?.as_array().cloned())
-        .flatten()
-        .filter_map(|v| v.as_str().and_then(host_port))
-        .collect()
-}
-
-/// The host port of a Docker port spec: `127.0.0.1:8080:80/tcp` → 8080.
-fn host_port(spec: &str) -> Option<u16> {
-    let spec = spec.split('/').next()?;
-    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
-    parts.get(1)?.parse().ok()
-}
-
-/// The host port for a container port: the same number when unprivileged,
-/// else 8000 + it (80 → 8080, 443 → 8443); the next free one when taken by
-/// another project or bound right now.
-fn choose_host_port(container_port: u16, taken: &BTreeSet<u16>) -> u16 {
-    let first = if container_port < 1024 {
-        8000 + container_port
-    } else {
-        container_port
-    };
-    (0..PORT_SEARCH)
-        .filter_map(|offset| first.checked_add(offset))
-        .find(|port| {
-            !taken.contains(port) && TcpListener::bind((Ipv4Addr::LOCALHOST, *port)).is_ok()
+        .flat_map(|s| s.claims.iter())
+        .filter_map(|c| match c {
+            Claim::Published(address) => Some(address.port()),
+            Claim::Route(_) => None,
         })
-        .unwrap_or(first)
+        .collect()
 }
 
 /// What the file is written from.
@@ -322,25 +334,10 @@ struct Draft<'a> {
     pattern: &'a str,
     stage: &'a str,
     deployer: &'a str,
+    /// The deployer's drafting capability, for its table.
+    drafter: &'a dyn Drafter,
     facts: Result<&'a ImageFacts, &'a str>,
     taken_ports: &'a BTreeSet<u16>,
-}
-
-/// The container port to publish: the `wharf.port` label, else the first
-/// EXPOSEd TCP port.
-fn container_port(facts: &ImageFacts) -> Option<u16> {
-    if let Some(port) = facts
-        .labels
-        .get("wharf.port")
-        .and_then(|p| p.trim().parse::<u16>().ok())
-        .filter(|p| *p > 0)
-    {
-        return Some(port);
-    }
-    facts.exposed_ports.iter().find_map(|p| {
-        let (number, protocol) = p.split_once('/').unwrap_or((p, "tcp"));
-        (protocol == "tcp").then(|| number.parse().ok()).flatten()
-    })
 }
 
 /// A label's value as one comment-safe line.
@@ -372,8 +369,28 @@ fn key(text: &str) -> String {
     }
 }
 
+/// One line of a deployer's comment text, safe in a comment: no control
+/// character may end the comment early.
+fn comment_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 /// The project file's text.
 fn render(draft: &Draft<'_>) -> String {
+    let plugin = draft.drafter.draft(&DraftInput {
+        facts: draft.facts,
+        taken_ports: draft.taken_ports,
+    });
+    let comment = |out: &mut String, lines: &[String]| {
+        if !lines.is_empty() {
+            out.push_str("#\n");
+            for line in lines {
+                let _ = writeln!(out, "# {}", comment_line(line));
+            }
+        }
+    };
     let mut out = String::new();
     let now = humantime::format_rfc3339_seconds(SystemTime::now());
     let _ = writeln!(
@@ -382,13 +399,8 @@ fn render(draft: &Draft<'_>) -> String {
         comment_text(draft.reference),
         comment_text(&quoted(draft.pattern))
     );
-    out.push_str(
-        "# This file is yours now: edit it (wharf reloads it on save) or delete it.\n\
-         #\n\
-         # Safe defaults: ports are published on 127.0.0.1 only (put a reverse proxy\n\
-         # in front, or change the address deliberately); no privileged mode, no\n\
-         # host mounts, no host network; restart unless-stopped.\n",
-    );
+    out.push_str("# This file is yours now: edit it (wharf reloads it on save) or delete it.\n");
+    comment(&mut out, &plugin.defaults);
     let labels: HashMap<&str, &str> = match draft.facts {
         Ok(facts) => facts
             .labels
@@ -417,23 +429,7 @@ fn render(draft: &Draft<'_>) -> String {
             let _ = writeln!(out, "#   {what:<12} {value}");
         }
     }
-    let port = match draft.facts {
-        Ok(facts) => container_port(facts),
-        Err(_) => None,
-    };
-    match (draft.facts, port) {
-        (Err(why), _) => {
-            let _ = writeln!(
-                out,
-                "#\n# NO PORTS: wharf could not inspect the image when it created this file:\n#   {}\n# Add e.g. ports = [\"127.0.0.1:8080:80\"] under [docker] once you know\n# the container's port.",
-                comment_text(why)
-            );
-        }
-        (Ok(_), None) => out.push_str(
-            "#\n# NO PORTS: the image EXPOSEs no TCP port (nor sets a wharf.port label).\n",
-        ),
-        (Ok(_), Some(_)) => {}
-    }
+    comment(&mut out, &plugin.missing);
     out.push('\n');
     let _ = writeln!(out, "image = {}", quoted(draft.repository));
     let _ = writeln!(out, "deployer = {}", quoted(draft.deployer));
@@ -445,55 +441,32 @@ fn render(draft: &Draft<'_>) -> String {
         "\n[stages.{}]\ntags = [\"*\"]\nauto_deploy = true",
         key(draft.stage)
     );
-    if draft.deployer != "docker" {
-        let _ = writeln!(
-            out,
-            "\n# auto_create.deployer is {}: add its [{}] table here.",
-            quoted(draft.deployer),
-            draft.deployer
-        );
-        return out;
+    let _ = write!(out, "\n[{}]\n{}", key(draft.deployer), plugin.table);
+    if !out.ends_with('\n') {
+        out.push('\n');
     }
-    out.push_str("\n[docker]\n");
-    if let Some(port) = port {
-        let host = choose_host_port(port, draft.taken_ports);
-        let why = match (port < 1024, host == port || host == 8000 + port) {
-            (false, true) => "the same number".to_string(),
-            (true, true) => format!("8000 + the privileged port {port}"),
-            (false, false) => format!("{port} was taken, the next free one"),
-            (true, false) => format!("{} was taken, the next free one", 8000 + port),
-        };
-        let _ = writeln!(
-            out,
-            "# Container port {port}/tcp published on 127.0.0.1:{host} ({why}; free when\n# this file was written)."
-        );
-        let _ = writeln!(out, "ports = [\"127.0.0.1:{host}:{port}\"]");
-        if let Some(path) = labels
-            .get("wharf.health.path")
-            .map(|p| p.trim())
-            .filter(|p| p.starts_with('/') && !p.chars().any(char::is_whitespace))
-        {
-            let _ = writeln!(
-                out,
-                "health = {{ http = {{ path = {}, port = {port} }} }}",
-                quoted(path)
-            );
-        }
-    }
-    out.push_str("restart = \"unless-stopped\"\n");
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, TcpListener};
     use wharf_plugin_api::Registry;
 
     fn registry() -> Registry {
-        let mut registry = Registry::new();
-        registry.register(Arc::new(wharf_docker::DockerDeployer::new()));
-        registry.register(Arc::new(wharf_script::ScriptDeployer::new()));
-        registry
+        crate::plugins::registry(&Default::default())
+    }
+
+    /// The host port of a Docker port spec: `127.0.0.1:8080:80/tcp` → 8080.
+    fn host_port(spec: &str) -> Option<u16> {
+        let spec = spec.split('/').next()?;
+        let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+        parts.get(1)?.parse().ok()
+    }
+
+    fn docker() -> Arc<dyn Deployer> {
+        registry().get("docker").unwrap().clone()
     }
 
     fn facts(ports: &[&str], labels: &[(&str, &str)]) -> ImageFacts {
@@ -507,13 +480,18 @@ mod tests {
         }
     }
 
-    fn draft<'a>(facts: Result<&'a ImageFacts, &'a str>, taken: &'a BTreeSet<u16>) -> Draft<'a> {
+    fn draft<'a>(
+        facts: Result<&'a ImageFacts, &'a str>,
+        taken: &'a BTreeSet<u16>,
+        docker: &'a Arc<dyn Deployer>,
+    ) -> Draft<'a> {
         Draft {
             repository: "registry.example.com:5000/acme/web",
             reference: "registry.example.com:5000/acme/web:v1",
             pattern: "*",
             stage: "dev",
             deployer: "docker",
+            drafter: docker.as_drafter().unwrap(),
             facts,
             taken_ports: taken,
         }
@@ -597,7 +575,8 @@ mod tests {
                 ),
             ],
         );
-        let text = render(&draft(Ok(&facts), &taken));
+        let docker = docker();
+        let text = render(&draft(Ok(&facts), &taken, &docker));
         assert!(text.starts_with("# Auto-created by wharf at "), "{text}");
         assert!(
             text.contains("registry.example.com:5000/acme/web:v1"),
@@ -634,7 +613,8 @@ mod tests {
             &["80/tcp"],
             &[("wharf.port", "9123"), ("wharf.health.path", "/healthz")],
         );
-        let text = render(&draft(Ok(&facts), &taken));
+        let docker = docker();
+        let text = render(&draft(Ok(&facts), &taken, &docker));
         let project = load(&text, "web");
         let settings = &project.stages["dev"].settings;
         assert!(
@@ -650,14 +630,23 @@ mod tests {
         );
     }
 
+    /// The port choice itself is the docker plugin's (its `draft` tests);
+    /// here, that a port another project publishes is not chosen again.
     #[test]
     fn taken_host_ports_are_skipped() {
-        let taken: BTreeSet<u16> = [18081, 18082].into();
-        let port = choose_host_port(18081, &taken);
-        assert!(port > 18082 && port < 18081 + PORT_SEARCH, "{port}");
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
         let bound = listener.local_addr().unwrap().port();
-        assert_ne!(choose_host_port(bound, &BTreeSet::new()), bound);
+        drop(listener);
+        let taken: BTreeSet<u16> = [bound].into();
+        let facts = facts(&[&format!("{bound}/tcp")], &[]);
+        let docker = docker();
+        let text = render(&draft(Ok(&facts), &taken, &docker));
+        let project = load(&text, "web");
+        let port = project.stages["dev"].settings["ports"].as_array().unwrap()[0]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_ne!(host_port(&port), Some(bound), "{text}");
         assert_eq!(host_port("127.0.0.1:8080:80/tcp"), Some(8080));
         assert_eq!(host_port("8443:443"), Some(8443));
         assert_eq!(host_port("[::1]:9000:90"), Some(9000));
@@ -667,7 +656,12 @@ mod tests {
     #[test]
     fn a_failed_inspection_still_makes_a_usable_file_that_says_why() {
         let taken = BTreeSet::new();
-        let text = render(&draft(Err("cannot reach the Docker engine"), &taken));
+        let docker = docker();
+        let text = render(&draft(
+            Err("cannot reach the Docker engine"),
+            &taken,
+            &docker,
+        ));
         assert!(text.contains("NO PORTS"), "{text}");
         assert!(text.contains("cannot reach the Docker engine"), "{text}");
         let project = load(&text, "web");

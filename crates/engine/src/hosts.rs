@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use wharf_plugin_api::SettingsError;
 
 /// The hosts `wharf.toml` defines, by name.
 pub type Hosts = BTreeMap<String, HostConfig>;
@@ -323,6 +324,25 @@ impl Targets {
         }
         Ok(endpoints)
     }
+}
+
+/// `wharf.toml`'s `[hosts]` table, read and checked: the daemon keeps it
+/// as written, and the plugins that deploy to the engines it names (docker,
+/// swarm) read it here.
+///
+/// # Errors
+/// An entry with an unknown key or a wrong type, or that names no engine;
+/// the message starts with `[hosts.<name>]`.
+pub fn parse_hosts(table: &toml::Table) -> Result<Hosts, SettingsError> {
+    let mut hosts = Hosts::new();
+    for (name, value) in table {
+        let host: HostConfig = value.clone().try_into().map_err(|e: toml::de::Error| {
+            SettingsError::new(format!("[hosts.{name}]: {}", e.message().trim()))
+        })?;
+        hosts.insert(name.clone(), host);
+    }
+    check_all(&hosts).map_err(SettingsError::new)?;
+    Ok(hosts)
 }
 
 #[cfg(test)]

@@ -1,19 +1,23 @@
 //! The contract between wharf and its deployer plugins.
 //!
 //! A plugin (docker, compose, script, …) implements [`Deployer`] and is
-//! registered by name in a [`Registry`]. wharf calls it twice in a project's
-//! life:
+//! registered by name in a [`Registry`]. wharf calls it in a project's life:
 //!
-//! 1. [`Deployer::validate`] when a project file loads, with the plugin's own
-//!    table (`[script]`, `[docker]`, … merged with the stage's override), so a
-//!    typo is reported with the file, not when a push arrives;
-//! 2. [`Deployer::deploy`] when a deployment runs, with a [`DeployRequest`] that
-//!    says what to deploy and a [`DeployContext`] that carries the only things
-//!    a plugin may touch: a log sink and a cancellation token.
+//! 1. [`Deployer::prepare`] once, when a project file loads, with the
+//!    plugin's own table (`[script]`, `[docker]`, … merged with the stage's
+//!    override). The plugin checks it and turns it into a typed
+//!    [`StagePlan`], so a typo is reported with the file, not when a push
+//!    arrives, and a deployment never parses the table again;
+//! 2. [`StagePlan::deploy`] when a deployment runs, with a [`DeployRequest`]
+//!    that says what to deploy and a [`DeployContext`] that carries the only
+//!    things a plugin may touch: a log sink, a cancellation token and the
+//!    route proxy.
 //!
-//! Optional capabilities (image inspection for auto-created projects) are
-//! reached through `as_*` methods that default to `None`, so a plugin that
-//! cannot inspect images simply does not implement them.
+//! Optional capabilities (image inspection and drafting a project for
+//! auto-created projects) are reached through `as_*` methods that default
+//! to `None`, so a plugin that cannot inspect images simply does not
+//! implement them. `wharf check` asks every plugin about its engines
+//! ([`check`]).
 //!
 //! A deployer that keeps a stable address across versions switches
 //! [`routes`] through the proxy handle in its context.
@@ -26,6 +30,10 @@
 //! This crate depends on neither Rocket nor bollard: plugins depend on it,
 //! never on the daemon.
 
+// Every fallible public function of the plugin API says when it fails: a
+// plugin author reads these docs, not the daemon's code. (A crate
+// attribute, since Cargo's `[lints]` cannot add to `workspace = true`.)
+#![deny(clippy::missing_errors_doc)]
 // Tests may slice strings they wrote themselves (clippy.toml allows the
 // other panicking forms in tests).
 #![cfg_attr(test, allow(clippy::string_slice))]
@@ -39,12 +47,16 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 pub use tokio_util::sync::CancellationToken;
 
+pub mod check;
+pub mod draft;
 pub mod duration;
 pub mod files;
 pub mod ports;
 pub mod process;
 pub mod routes;
 
+pub use check::{EngineRef, EngineReport};
+pub use draft::{Draft, DraftInput, Drafter};
 pub use routes::Routes;
 
 /// A deployer's settings: its TOML table from the project file, with the
@@ -65,8 +77,6 @@ pub struct DeployRequest {
     pub tag: String,
     /// `sha256:…` when the sender said which manifest was pushed.
     pub digest: Option<String>,
-    /// The plugin's settings for this stage, already accepted by [`Deployer::validate`].
-    pub settings: Settings,
 }
 
 impl DeployRequest {
@@ -165,7 +175,8 @@ pub struct DeployOutcome {
 /// status; it must say what an operator needs to fix.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum DeployError {
-    /// The settings were rejected (should have been caught by `validate`).
+    /// The settings were rejected (caught by `prepare` at load, unless what
+    /// they name changed on disk since: a compose file).
     #[error("invalid settings: {0}")]
     Settings(String),
     /// The deployment ran and did not succeed; the plugin has restored the
@@ -227,6 +238,19 @@ impl SettingsError {
     }
 }
 
+/// Why a plugin could not answer a question about an engine (where a
+/// container is published, what an image declares, whether an engine
+/// answers). The message says what an operator needs to know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    /// The engine (or a registry behind it) could not be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The engine answered, but not with what was asked for.
+    #[error("{0}")]
+    Failed(String),
+}
+
 /// What an image declares about itself, for auto-created projects.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImageFacts {
@@ -240,24 +264,20 @@ pub struct ImageFacts {
 /// Optional capability: look inside an image (pulling it if needed).
 #[async_trait]
 pub trait ImageInspector: Send + Sync {
-    /// # Errors
-    /// When the image cannot be pulled or the engine cannot be reached; the
-    /// message says which.
-    async fn inspect_image(&self, reference: &str) -> Result<ImageFacts, String>;
-}
-
-/// A deployer plugin.
-#[async_trait]
-pub trait Deployer: Send + Sync {
-    /// The name projects use in `deployer = "…"`, and the name of its table.
-    fn name(&self) -> &'static str;
-
-    /// Check a settings table when a project file loads.
+    /// What the image `reference` declares.
     ///
     /// # Errors
-    /// A message naming the key and what is wrong with it.
-    fn validate(&self, settings: &Settings) -> Result<(), SettingsError>;
+    /// [`PluginError::Unavailable`] when the engine cannot be reached,
+    /// [`PluginError::Failed`] when the image cannot be pulled or read; the
+    /// message says which.
+    async fn inspect_image(&self, reference: &str) -> Result<ImageFacts, PluginError>;
+}
 
+/// One stage's settings, checked and resolved by its plugin when the
+/// project file loaded ([`Deployer::prepare`]): what a deployment of the
+/// stage runs, and what the daemon asks about the stage meanwhile.
+#[async_trait]
+pub trait StagePlan: Send + Sync + fmt::Debug {
     /// Deploy `request`, writing progress to `context.log`.
     ///
     /// # Errors
@@ -272,12 +292,12 @@ pub trait Deployer: Send + Sync {
     /// run again. A plugin whose deploy is idempotent (replace a container by
     /// the same image) says yes; one that runs an operator's arbitrary script
     /// cannot know, and says no, so the deployment is marked `interrupted`.
-    fn rerun_is_safe(&self, settings: &Settings) -> bool;
+    fn rerun_is_safe(&self) -> bool;
 
-    /// The host addresses a (validated) settings table takes for itself: a
-    /// route's `listen`, fixed host ports. The daemon keeps a route off
-    /// any address another stage claims; one table alone cannot see that.
-    fn claimed_addresses(&self, _settings: &Settings) -> Vec<routes::Claim> {
+    /// The host addresses the stage takes for itself: a route's `listen`,
+    /// fixed host ports. The daemon keeps a route off any address another
+    /// stage claims; one table alone cannot see that.
+    fn claims(&self) -> Vec<routes::Claim> {
         Vec::new()
     }
 
@@ -285,20 +305,63 @@ pub trait Deployer: Send + Sync {
     /// port now. An engine that restarts a container (its restart policy,
     /// the engine's own restart, a reboot) may publish it on another port;
     /// the daemon asks this when a route's upstream stops answering, and
-    /// moves the route. `None`: the container is gone or not running.
+    /// moves the route. `None`: the container is gone or not running, or
+    /// the stage has no route.
     ///
     /// # Errors
     /// The engine could not be asked.
     async fn locate_upstream(
         &self,
-        _settings: &Settings,
         _upstream: &routes::Upstream,
-    ) -> Result<Option<std::net::SocketAddr>, String> {
+    ) -> Result<Option<std::net::SocketAddr>, PluginError> {
         Ok(None)
+    }
+}
+
+/// A deployer plugin.
+#[async_trait]
+pub trait Deployer: Send + Sync {
+    /// The name projects use in `deployer = "…"`, and the name of its table.
+    fn name(&self) -> &'static str;
+
+    /// Check a stage's settings table when a project file loads and turn it
+    /// into the plan its deployments run. Called once per stage and load;
+    /// the plan lives as long as that version of the project file.
+    ///
+    /// # Errors
+    /// A message naming the key and what is wrong with it.
+    fn prepare(&self, settings: &Settings) -> Result<Arc<dyn StagePlan>, SettingsError>;
+
+    /// Whether a settings table would load: [`Deployer::prepare`] with the
+    /// plan thrown away.
+    ///
+    /// # Errors
+    /// As [`Deployer::prepare`].
+    fn validate(&self, settings: &Settings) -> Result<(), SettingsError> {
+        self.prepare(settings).map(|_| ())
+    }
+
+    /// The engines this plugin deploys to, for `wharf check` (see
+    /// [`check`]). Default: none to check.
+    fn engines(&self) -> Vec<EngineRef> {
+        Vec::new()
+    }
+
+    /// Ask the engine `id` (one of [`Deployer::engines`], or another
+    /// plugin's with the same id) whether it answers. `None`: this plugin
+    /// cannot ask it (another plugin naming the same engine does).
+    async fn check_engine(&self, _id: &str) -> Option<EngineReport> {
+        None
     }
 
     /// The image-inspection capability, when this plugin has it.
     fn as_image_inspector(&self) -> Option<&dyn ImageInspector> {
+        None
+    }
+
+    /// The capability to draft a project's table from an image, for
+    /// auto-created projects, when this plugin has it.
+    fn as_drafter(&self) -> Option<&dyn Drafter> {
         None
     }
 }

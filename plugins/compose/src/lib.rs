@@ -34,14 +34,15 @@
 #![cfg_attr(test, allow(clippy::string_slice))]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use wharf_plugin_api::process::Limits;
 use wharf_plugin_api::routes::{Claim, Upstream};
 use wharf_plugin_api::{
-    CancellationToken, DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, LogSink,
-    Settings, SettingsError,
+    CancellationToken, DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer,
+    EngineRef, LogSink, PluginError, Settings, SettingsError, StagePlan,
 };
 
 mod deploy;
@@ -65,7 +66,6 @@ impl ComposeDeployer {
     }
 }
 
-#[async_trait]
 impl Deployer for ComposeDeployer {
     fn name(&self) -> &'static str {
         "compose"
@@ -74,35 +74,67 @@ impl Deployer for ComposeDeployer {
     /// Parses `[compose]` and reads the compose file it names: the file
     /// must exist, the service must be in it, and its image must use the
     /// variable.
-    fn validate(&self, settings: &Settings) -> Result<(), SettingsError> {
-        ComposeSettings::parse(settings).map(|_| ())
+    fn prepare(&self, settings: &Settings) -> Result<Arc<dyn StagePlan>, SettingsError> {
+        let checked = ComposeSettings::parse(settings)?;
+        Ok(Arc::new(ComposePlan {
+            table: settings.clone(),
+            checked,
+        }))
     }
 
+    /// The compose and docker commands talk to the local engine; the
+    /// docker plugin asks it for `wharf check`.
+    fn engines(&self) -> Vec<EngineRef> {
+        vec![EngineRef {
+            id: wharf_plugin_api::check::LOCAL_DOCKER_ENGINE.to_string(),
+            always: false,
+        }]
+    }
+}
+
+/// A stage's `[compose]`, checked against the compose file as it was when
+/// the project loaded. The table is kept: the compose file is the
+/// operator's and may change without the project file changing, so a
+/// deployment checks it again.
+#[derive(Debug)]
+struct ComposePlan {
+    table: Settings,
+    checked: ComposeSettings,
+}
+
+#[async_trait]
+impl StagePlan for ComposePlan {
     async fn deploy(
         &self,
         request: &DeployRequest,
         context: &DeployContext,
     ) -> Result<DeployOutcome, DeployError> {
         // Checked again: the compose file may have changed since it loaded.
-        let settings = ComposeSettings::parse(&request.settings)
-            .map_err(|e| DeployError::Settings(e.message))?;
+        let settings =
+            ComposeSettings::parse(&self.table).map_err(|e| DeployError::Settings(e.message))?;
         deploy::run(&settings, request, context).await
     }
 
     /// `up -d --no-deps` of the same image is idempotent: a deployment cut
     /// short by a crash may simply run again. With a route, the proxy's
     /// table says which container serves; a rerun first removes the others.
-    fn rerun_is_safe(&self, _settings: &Settings) -> bool {
+    fn rerun_is_safe(&self) -> bool {
         true
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        self.checked
+            .route
+            .as_ref()
+            .map(|route| vec![Claim::Route(route.listen)])
+            .unwrap_or_default()
     }
 
     async fn locate_upstream(
         &self,
-        settings: &Settings,
         upstream: &Upstream,
-    ) -> Result<Option<SocketAddr>, String> {
-        let settings = ComposeSettings::parse(settings).map_err(|e| e.message)?;
-        let Some(route) = &settings.route else {
+    ) -> Result<Option<SocketAddr>, PluginError> {
+        let Some(route) = &self.checked.route else {
             return Ok(None);
         };
         let limits = Limits::new(LOCATE_TIMEOUT, CancellationToken::new());
@@ -110,18 +142,10 @@ impl Deployer for ComposeDeployer {
         let containers =
             tools::inspect(std::slice::from_ref(&upstream.container_id), &log, &limits)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| PluginError::Unavailable(e.to_string()))?;
         Ok(containers
             .iter()
             .find(|c| c.running)
             .and_then(|c| c.published(route.port)))
-    }
-
-    fn claimed_addresses(&self, settings: &Settings) -> Vec<Claim> {
-        ComposeSettings::parse(settings)
-            .ok()
-            .and_then(|s| s.route)
-            .map(|route| vec![Claim::Route(route.listen)])
-            .unwrap_or_default()
     }
 }

@@ -14,12 +14,15 @@
 //!
 //! The plugin also inspects images for auto-created projects
 //! ([`ImageInspector`]): pull when needed, then read EXPOSE, labels and
-//! HEALTHCHECK.
+//! HEALTHCHECK; and [`draft`]s their `[docker]` table from what it read.
+//! For `wharf check` it asks the local engine and every `[hosts]` engine
+//! whether they answer.
 
 // Tests may slice strings they wrote themselves (clippy.toml allows the
 // other panicking forms in tests).
 #![cfg_attr(test, allow(clippy::string_slice))]
 
+pub mod draft;
 pub mod probe;
 pub mod replace;
 pub mod routed;
@@ -28,17 +31,21 @@ pub mod settings;
 /// The engine crate and its `[hosts]`, under the paths the daemon still
 /// names (`wharf check` connects, `wharf.toml` holds `[hosts]`) until both
 /// move behind the plugin.
+pub use wharf_engine::hosts::parse_hosts;
 pub use wharf_engine::{self as engine, hosts};
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use wharf_engine::rollout::{self, connect};
+use wharf_plugin_api::check::LOCAL_DOCKER_ENGINE;
 use wharf_plugin_api::routes::{Claim, Upstream};
 use wharf_plugin_api::{
-    DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, ImageFacts, ImageInspector,
-    Settings, SettingsError,
+    DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, Draft, DraftInput, Drafter,
+    EngineRef, EngineReport, ImageFacts, ImageInspector, PluginError, Settings, SettingsError,
+    StagePlan,
 };
 use wharf_registry::auth;
 use wharf_registry::reference::ImageRef;
@@ -52,6 +59,10 @@ use settings::Plan;
 const ENGINE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Limit for asking the engine where a route's container is published.
 const LOCATE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Limit for `wharf check` to reach an engine.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
+/// The id prefix of a `[hosts.<name>]` engine in `wharf check`.
+const HOST_ENGINE: &str = "docker:host:";
 /// A project that does not exist yet has no `pull_timeout`: inspecting an
 /// image for auto-creation pulls within the defaults.
 const INSPECT_PULL: engine::PullLimits = engine::PullLimits {
@@ -77,6 +88,15 @@ impl DockerDeployer {
     /// A deployer that also knows the engines `wharf.toml` names.
     pub fn with_hosts(hosts: Hosts) -> Self {
         DockerDeployer { hosts }
+    }
+
+    /// A deployer that knows the engines of `wharf.toml`'s `[hosts]` table,
+    /// as the daemon hands it over (see [`parse_hosts`]).
+    ///
+    /// # Errors
+    /// As [`parse_hosts`].
+    pub fn configured(hosts: &toml::Table) -> Result<Self, SettingsError> {
+        Ok(DockerDeployer::with_hosts(parse_hosts(hosts)?))
     }
 }
 
@@ -137,19 +157,89 @@ impl Deployer for DockerDeployer {
         "docker"
     }
 
-    fn validate(&self, settings: &Settings) -> Result<(), SettingsError> {
-        Plan::parse(settings, &self.hosts).map(|_| ())
+    fn prepare(&self, settings: &Settings) -> Result<Arc<dyn StagePlan>, SettingsError> {
+        Ok(Arc::new(DockerPlan(Plan::parse(settings, &self.hosts)?)))
     }
 
+    /// The local engine when a stage uses it, and every `[hosts]` engine.
+    fn engines(&self) -> Vec<EngineRef> {
+        let local = EngineRef {
+            id: LOCAL_DOCKER_ENGINE.to_string(),
+            always: false,
+        };
+        let hosts = self.hosts.keys().map(|name| EngineRef {
+            id: format!("{HOST_ENGINE}{name}"),
+            always: true,
+        });
+        std::iter::once(local).chain(hosts).collect()
+    }
+
+    async fn check_engine(&self, id: &str) -> Option<EngineReport> {
+        if id == LOCAL_DOCKER_ENGINE {
+            // The connection every deployment makes: DOCKER_HOST or the
+            // local socket, and the API version negotiation.
+            return Some(match Engine::connect(CHECK_TIMEOUT).await {
+                Ok(engine) => EngineReport::Answers(format!(
+                    "the Docker engine answers at {} (API {})",
+                    docker_host(),
+                    engine.api_version()
+                )),
+                Err(why) => {
+                    let why = why.to_string();
+                    let hint = if why.contains("ermission denied") {
+                        " (is this user in the docker group?)"
+                    } else {
+                        ""
+                    };
+                    EngineReport::Silent(format!("{why}{hint}"))
+                }
+            });
+        }
+        let name = id.strip_prefix(HOST_ENGINE)?;
+        let host = self.hosts.get(name)?;
+        Some(
+            match Engine::connect_to(&host.endpoint(name), CHECK_TIMEOUT).await {
+                Ok(engine) => EngineReport::Answers(format!(
+                    "host {name} answers at {} (API {})",
+                    host.docker_host,
+                    engine.api_version()
+                )),
+                Err(why) => EngineReport::Silent(format!("host {name}: {why}")),
+            },
+        )
+    }
+
+    fn as_image_inspector(&self) -> Option<&dyn ImageInspector> {
+        Some(self)
+    }
+
+    fn as_drafter(&self) -> Option<&dyn Drafter> {
+        Some(self)
+    }
+}
+
+/// The local engine, as this plugin and the docker CLI find it (for
+/// `wharf check`'s message; [`Engine::connect`] resolves it itself).
+fn docker_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
+}
+
+/// A stage's `[docker]`, checked and resolved.
+#[derive(Debug)]
+struct DockerPlan(Plan);
+
+#[async_trait]
+impl StagePlan for DockerPlan {
     async fn deploy(
         &self,
         request: &DeployRequest,
         context: &DeployContext,
     ) -> Result<DeployOutcome, DeployError> {
         let started = Instant::now();
-        let plan = Plan::parse(&request.settings, &self.hosts)
-            .map_err(|e| DeployError::Settings(e.message))?;
-        let summary = deploy_everywhere(&plan, request, context).await?;
+        let summary = deploy_everywhere(&self.0, request, context).await?;
         Ok(DeployOutcome {
             summary: format!("{summary} after {:.1}s", started.elapsed().as_secs_f64()),
         })
@@ -157,53 +247,56 @@ impl Deployer for DockerDeployer {
 
     /// A re-run replaces the container by the same image again, after
     /// [`replace::recover`] has put back whatever an interruption left.
-    fn rerun_is_safe(&self, _settings: &Settings) -> bool {
+    fn rerun_is_safe(&self) -> bool {
         true
+    }
+
+    fn claims(&self) -> Vec<Claim> {
+        self.0.claims()
     }
 
     async fn locate_upstream(
         &self,
-        settings: &Settings,
         upstream: &Upstream,
-    ) -> Result<Option<SocketAddr>, String> {
-        let plan = Plan::parse(settings, &self.hosts).map_err(|e| e.message)?;
-        let Some(route) = &plan.route else {
+    ) -> Result<Option<SocketAddr>, PluginError> {
+        let Some(route) = &self.0.route else {
             return Ok(None);
         };
         let engine = Engine::connect(LOCATE_TIMEOUT)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PluginError::Unavailable(e.to_string()))?;
         let container = engine
             .container(&upstream.container_id)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PluginError::Failed(e.to_string()))?;
         Ok(container
             .filter(|c| c.running)
             .and_then(|c| replace::probe_target(&c, route.port, engine::Machine::Local)))
     }
+}
 
-    fn claimed_addresses(&self, settings: &Settings) -> Vec<Claim> {
-        Plan::parse(settings, &self.hosts)
-            .map(|plan| plan.claims())
-            .unwrap_or_default()
-    }
-
-    fn as_image_inspector(&self) -> Option<&dyn ImageInspector> {
-        Some(self)
+impl Drafter for DockerDeployer {
+    fn draft(&self, input: &DraftInput<'_>) -> Draft {
+        draft::draft(input)
     }
 }
 
 #[async_trait]
 impl ImageInspector for DockerDeployer {
-    async fn inspect_image(&self, reference: &str) -> Result<ImageFacts, String> {
+    async fn inspect_image(&self, reference: &str) -> Result<ImageFacts, PluginError> {
+        let failed = PluginError::Failed;
         let engine = Engine::connect(ENGINE_TIMEOUT)
             .await
-            .map_err(|e| e.to_string())?;
-        let image = match engine.image(reference).await.map_err(|e| e.to_string())? {
+            .map_err(|e| PluginError::Unavailable(e.to_string()))?;
+        let image = match engine
+            .image(reference)
+            .await
+            .map_err(|e| failed(e.to_string()))?
+        {
             Some(image) => image,
             None => {
                 let parsed = ImageRef::parse(reference)
-                    .map_err(|e| format!("cannot pull {reference}: {e}"))?;
+                    .map_err(|e| failed(format!("cannot pull {reference}: {e}")))?;
                 let repository = parsed.repository();
                 let credentials = auth::config_path().and_then(|path| {
                     match auth::lookup(&path, &parsed.domain) {
@@ -220,12 +313,14 @@ impl ImageInspector for DockerDeployer {
                         |_| {},
                     )
                     .await
-                    .map_err(|e| format!("cannot pull {reference}: {e}"))?;
+                    .map_err(|e| failed(format!("cannot pull {reference}: {e}")))?;
                 engine
                     .image(reference)
                     .await
-                    .map_err(|e| e.to_string())?
-                    .ok_or_else(|| format!("{reference} is not on the engine after pulling it"))?
+                    .map_err(|e| failed(e.to_string()))?
+                    .ok_or_else(|| {
+                        failed(format!("{reference} is not on the engine after pulling it"))
+                    })?
             }
         };
         Ok(ImageFacts {
@@ -268,9 +363,9 @@ mod tests {
             repository: "docker.io/library/nginx".into(),
             tag: "1".into(),
             digest: None,
-            settings: Settings::new(),
         };
-        let result = DockerDeployer::new().deploy(&request, &context).await;
+        let plan = DockerDeployer::new().prepare(&Settings::new()).unwrap();
+        let result = plan.deploy(&request, &context).await;
         std::env::remove_var("DOCKER_HOST");
         match result {
             Err(DeployError::Unavailable(message)) => {

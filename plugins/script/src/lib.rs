@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ use tokio::process::Command;
 use wharf_plugin_api::process::{Finished, Limits, Output, RunError, Running};
 use wharf_plugin_api::{
     DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, Settings, SettingsError,
+    StagePlan,
 };
 
 /// Default limit for one run of the command.
@@ -84,25 +86,34 @@ impl ScriptDeployer {
     }
 }
 
-#[async_trait]
 impl Deployer for ScriptDeployer {
     fn name(&self) -> &'static str {
         "script"
     }
 
-    fn validate(&self, settings: &Settings) -> Result<(), SettingsError> {
-        ScriptSettings::parse(settings).map(|_| ())
+    fn prepare(&self, settings: &Settings) -> Result<Arc<dyn StagePlan>, SettingsError> {
+        let (settings, timeout) = ScriptSettings::parse(settings)?;
+        Ok(Arc::new(ScriptPlan { settings, timeout }))
     }
+}
 
+/// A stage's `[script]`, checked: the command and its limit.
+#[derive(Debug)]
+struct ScriptPlan {
+    settings: ScriptSettings,
+    timeout: Duration,
+}
+
+#[async_trait]
+impl StagePlan for ScriptPlan {
     async fn deploy(
         &self,
         request: &DeployRequest,
         context: &DeployContext,
     ) -> Result<DeployOutcome, DeployError> {
-        let (settings, timeout) = ScriptSettings::parse(&request.settings)
-            .map_err(|e| DeployError::Settings(e.message))?;
+        let (settings, timeout) = (&self.settings, self.timeout);
         let limits = Limits::new(timeout, context.cancel.clone());
-        let running = Running::spawn(command(&settings, request), &context.log, Output::Log)
+        let running = Running::spawn(command(settings, request), &context.log, Output::Log)
             .map_err(|e| DeployError::Failed(e.to_string()))?;
         context.log.info(format!(
             "started {:?} (pid {}), timeout {}",
@@ -122,7 +133,7 @@ impl Deployer for ScriptDeployer {
 
     /// An operator's script may not be idempotent: never re-run it blindly
     /// after a crash; the deployment is reported `interrupted` instead.
-    fn rerun_is_safe(&self, _settings: &Settings) -> bool {
+    fn rerun_is_safe(&self) -> bool {
         false
     }
 }
@@ -180,7 +191,7 @@ mod tests {
         text.parse::<Settings>().unwrap()
     }
 
-    fn request(settings: Settings) -> DeployRequest {
+    fn request() -> DeployRequest {
         DeployRequest {
             deployment_id: "d-1".into(),
             project: "web".into(),
@@ -188,7 +199,6 @@ mod tests {
             repository: "docker.io/acme/web".into(),
             tag: "v1; rm -rf /".into(),
             digest: None,
-            settings,
         }
     }
 
@@ -204,9 +214,10 @@ mod tests {
             cancel: CancellationToken::new(),
             routes: None,
         };
-        let result = ScriptDeployer
-            .deploy(&request(settings(text)), &context)
-            .await;
+        let result = match ScriptDeployer.prepare(&settings(text)) {
+            Ok(plan) => plan.deploy(&request(), &context).await,
+            Err(e) => Err(DeployError::Settings(e.message)),
+        };
         drop(context);
         let mut collected = Vec::new();
         while let Some(line) = lines.recv().await {

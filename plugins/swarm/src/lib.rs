@@ -18,6 +18,7 @@
 pub mod deploy;
 pub mod settings;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,7 +26,8 @@ use wharf_engine::hosts::{Endpoint, Hosts};
 use wharf_engine::rollout;
 use wharf_engine::swarm::Swarm;
 use wharf_plugin_api::{
-    DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, Settings, SettingsError,
+    DeployContext, DeployError, DeployOutcome, DeployRequest, Deployer, EngineRef, Settings,
+    SettingsError, StagePlan,
 };
 
 use settings::Plan;
@@ -54,6 +56,17 @@ impl SwarmDeployer {
     /// A deployer that also knows the engines `wharf.toml` names.
     pub fn with_hosts(hosts: Hosts) -> Self {
         SwarmDeployer { hosts }
+    }
+
+    /// A deployer that knows the engines of `wharf.toml`'s `[hosts]` table,
+    /// as the daemon hands it over.
+    ///
+    /// # Errors
+    /// As [`wharf_engine::hosts::parse_hosts`].
+    pub fn configured(hosts: &toml::Table) -> Result<Self, SettingsError> {
+        Ok(SwarmDeployer::with_hosts(wharf_engine::hosts::parse_hosts(
+            hosts,
+        )?))
     }
 }
 
@@ -111,31 +124,44 @@ async fn deploy_everywhere(
     ))
 }
 
-#[async_trait]
 impl Deployer for SwarmDeployer {
     fn name(&self) -> &'static str {
         "swarm"
     }
 
-    fn validate(&self, settings: &Settings) -> Result<(), SettingsError> {
-        Plan::parse(settings, &self.hosts).map(|_| ())
+    fn prepare(&self, settings: &Settings) -> Result<Arc<dyn StagePlan>, SettingsError> {
+        Ok(Arc::new(SwarmPlan(Plan::parse(settings, &self.hosts)?)))
     }
 
+    /// The local engine, as the docker plugin names it (and asks it); the
+    /// `[hosts]` machines are the docker plugin's to report.
+    fn engines(&self) -> Vec<EngineRef> {
+        vec![EngineRef {
+            id: wharf_plugin_api::check::LOCAL_DOCKER_ENGINE.to_string(),
+            always: false,
+        }]
+    }
+}
+
+/// A stage's `[swarm]`, checked.
+#[derive(Debug)]
+struct SwarmPlan(Plan);
+
+#[async_trait]
+impl StagePlan for SwarmPlan {
     async fn deploy(
         &self,
         request: &DeployRequest,
         context: &DeployContext,
     ) -> Result<DeployOutcome, DeployError> {
-        let plan = Plan::parse(&request.settings, &self.hosts)
-            .map_err(|e| DeployError::Settings(e.message))?;
         Ok(DeployOutcome {
-            summary: deploy_everywhere(&plan, request, context).await?,
+            summary: deploy_everywhere(&self.0, request, context).await?,
         })
     }
 
     /// Updating a service to the image it already runs is harmless: the
     /// swarm rolls the same image again.
-    fn rerun_is_safe(&self, _settings: &Settings) -> bool {
+    fn rerun_is_safe(&self) -> bool {
         true
     }
 }
@@ -175,9 +201,11 @@ mod tests {
             repository: "docker.io/library/nginx".into(),
             tag: "1".into(),
             digest: None,
-            settings: "service = \"web\"".parse().unwrap(),
         };
-        let result = SwarmDeployer::new().deploy(&request, &context).await;
+        let plan = SwarmDeployer::new()
+            .prepare(&"service = \"web\"".parse().unwrap())
+            .unwrap();
+        let result = plan.deploy(&request, &context).await;
         std::env::remove_var("DOCKER_HOST");
         match result {
             Err(DeployError::Unavailable(message)) => {
