@@ -9,6 +9,9 @@ use std::sync::Arc;
 use tracing::error;
 use wharf_plugin_api::{Registry, SettingsError};
 
+/// The deployer a project uses when neither it nor its stage names one.
+pub const DEFAULT_DEPLOYER: &str = "docker";
+
 /// Every plugin this build of wharf includes. `hosts` is `wharf.toml`'s
 /// `[hosts]` table as written (the Docker engines it names); the plugins
 /// that deploy to them read it.

@@ -18,8 +18,7 @@ use super::locate::key_offset;
 use super::settings::line_of;
 use crate::reference::{is_valid_tag, normalize_repository};
 
-/// The deployer used when neither the project nor the stage names one.
-pub const DEFAULT_DEPLOYER: &str = "docker";
+pub use crate::plugins::DEFAULT_DEPLOYER;
 
 /// A project, ready to match pushes against.
 #[derive(Debug, Clone)]

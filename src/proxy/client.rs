@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tracing::info;
-use wharf_plugin_api::routes::{RouteSpec, RouteState};
+use wharf_plugin_api::routes::{RouteError, RouteSpec, RouteState};
 use wharf_plugin_api::Routes;
 
 use super::control::{ControlRequest, SOCKET_FILE};
@@ -62,16 +62,16 @@ impl ProxyClient {
         UnixStream::connect(&self.socket).await.is_ok()
     }
 
-    async fn connect(&self) -> Result<UnixStream, String> {
+    async fn connect(&self) -> Result<UnixStream, RouteError> {
         let refused = match UnixStream::connect(&self.socket).await {
             Ok(stream) => return Ok(stream),
             Err(e) => e,
         };
         if !self.manage {
-            return Err(format!(
+            return Err(RouteError::Unreachable(format!(
                 "the route proxy does not answer on {} ({refused}); start wharf-proxy.service, or set [proxy] manage = true",
                 self.socket.display()
-            ));
+            )));
         }
         let _one = self.starting.lock().await;
         if let Ok(stream) = UnixStream::connect(&self.socket).await {
@@ -79,50 +79,55 @@ impl ProxyClient {
         }
         start(&self.state_dir, &self.socket)
             .await
-            .map_err(|e| format!("{e:#}"))?;
+            .map_err(|e| RouteError::Unreachable(format!("{e:#}")))?;
         UnixStream::connect(&self.socket).await.map_err(|e| {
-            format!(
+            RouteError::Unreachable(format!(
                 "the route proxy does not answer on {}: {e}",
                 self.socket.display()
-            )
+            ))
         })
     }
 
-    async fn call(&self, request: &ControlRequest) -> Result<Value, String> {
+    async fn call(&self, request: &ControlRequest) -> Result<Value, RouteError> {
+        let unreachable = RouteError::Unreachable;
         let exchange = async {
             let stream = self.connect().await?;
             let (read, mut write) = stream.into_split();
-            let mut line = serde_json::to_string(request).map_err(|e| e.to_string())?;
+            let mut line =
+                serde_json::to_string(request).map_err(|e| unreachable(e.to_string()))?;
             line.push('\n');
             write
                 .write_all(line.as_bytes())
                 .await
-                .map_err(|e| format!("cannot write to the route proxy: {e}"))?;
+                .map_err(|e| unreachable(format!("cannot write to the route proxy: {e}")))?;
             let mut answer = String::new();
             BufReader::new(read)
                 .take(MAX_ANSWER)
                 .read_line(&mut answer)
                 .await
-                .map_err(|e| format!("cannot read the route proxy's answer: {e}"))?;
-            let answer: Value = serde_json::from_str(&answer)
-                .map_err(|e| format!("the route proxy answered something unreadable: {e}"))?;
+                .map_err(|e| unreachable(format!("cannot read the route proxy's answer: {e}")))?;
+            let answer: Value = serde_json::from_str(&answer).map_err(|e| {
+                unreachable(format!(
+                    "the route proxy answered something unreadable: {e}"
+                ))
+            })?;
             if answer.get("ok") == Some(&json!(true)) {
                 Ok(answer)
             } else {
-                Err(format!(
+                Err(RouteError::Refused(format!(
                     "the route proxy refused: {}",
                     answer
                         .get("error")
                         .and_then(Value::as_str)
                         .unwrap_or("no reason given")
-                ))
+                )))
             }
         };
         tokio::time::timeout(TIMEOUT, exchange).await.map_err(|_| {
-            format!(
+            unreachable(format!(
                 "the route proxy did not answer within {}s",
                 TIMEOUT.as_secs()
-            )
+            ))
         })?
     }
 
@@ -130,10 +135,11 @@ impl ProxyClient {
     ///
     /// # Errors
     /// The proxy does not answer.
-    pub async fn list(&self) -> Result<Vec<RouteState>, String> {
+    pub async fn list(&self) -> Result<Vec<RouteState>, RouteError> {
         let answer = self.call(&ControlRequest::List).await?;
-        serde_json::from_value(answer.get("routes").cloned().unwrap_or(Value::Null))
-            .map_err(|e| format!("the route proxy listed something unreadable: {e}"))
+        serde_json::from_value(answer.get("routes").cloned().unwrap_or(Value::Null)).map_err(|e| {
+            RouteError::Unreachable(format!("the route proxy listed something unreadable: {e}"))
+        })
     }
 
     /// Move the route on `listen` to `address` while it still serves
@@ -146,7 +152,7 @@ impl ProxyClient {
         listen: SocketAddr,
         container_id: &str,
         address: SocketAddr,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, RouteError> {
         let answer = self
             .call(&ControlRequest::Relocate {
                 listen,
@@ -161,7 +167,7 @@ impl ProxyClient {
     ///
     /// # Errors
     /// The proxy does not answer or cannot save its table.
-    pub async fn remove(&self, listen: SocketAddr) -> Result<bool, String> {
+    pub async fn remove(&self, listen: SocketAddr) -> Result<bool, RouteError> {
         let answer = self.call(&ControlRequest::Remove { listen }).await?;
         Ok(answer.get("removed") == Some(&json!(true)))
     }
@@ -169,7 +175,7 @@ impl ProxyClient {
 
 #[async_trait]
 impl Routes for ProxyClient {
-    async fn get(&self, listen: SocketAddr) -> Result<Option<RouteState>, String> {
+    async fn get(&self, listen: SocketAddr) -> Result<Option<RouteState>, RouteError> {
         Ok(self
             .list()
             .await?
@@ -177,7 +183,7 @@ impl Routes for ProxyClient {
             .find(|r| r.spec.listen == listen))
     }
 
-    async fn set(&self, route: &RouteSpec) -> Result<(), String> {
+    async fn set(&self, route: &RouteSpec) -> Result<(), RouteError> {
         self.call(&ControlRequest::Set {
             route: route.clone(),
         })

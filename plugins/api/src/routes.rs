@@ -100,6 +100,19 @@ impl RouteState {
     }
 }
 
+/// Why the proxy could not do what was asked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    /// No proxy answers (not running, no socket, no answer in time); the
+    /// message says where it was looked for.
+    #[error("{0}")]
+    Unreachable(String),
+    /// The proxy answered and refused (it cannot bind `listen`, or cannot
+    /// save its table); the message is its reason.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// The proxy, as a deployer sees it.
 #[async_trait]
 pub trait Routes: Send + Sync + fmt::Debug {
@@ -107,7 +120,7 @@ pub trait Routes: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// The proxy does not answer; the message says where it was looked for.
-    async fn get(&self, listen: SocketAddr) -> Result<Option<RouteState>, String>;
+    async fn get(&self, listen: SocketAddr) -> Result<Option<RouteState>, RouteError>;
 
     /// Create the route or point it at a new upstream, atomically: requests
     /// that started keep their upstream, every later one gets the new one.
@@ -115,7 +128,7 @@ pub trait Routes: Send + Sync + fmt::Debug {
     ///
     /// # Errors
     /// The proxy does not answer or refused (e.g. cannot bind `listen`).
-    async fn set(&self, route: &RouteSpec) -> Result<(), String>;
+    async fn set(&self, route: &RouteSpec) -> Result<(), RouteError>;
 }
 
 /// A plugin's `route` table as written (`[docker.route]`,
@@ -256,7 +269,7 @@ impl<'a> Routed<'a> {
     ///
     /// # Errors
     /// The proxy does not answer or refused.
-    pub async fn switch(&self, upstream: Upstream) -> Result<(), String> {
+    pub async fn switch(&self, upstream: Upstream) -> Result<(), RouteError> {
         self.routes
             .set(&RouteSpec {
                 listen: self.route.listen,
@@ -272,7 +285,7 @@ impl<'a> Routed<'a> {
     ///
     /// # Errors
     /// The proxy does not answer.
-    pub async fn serving(&self) -> Result<Option<String>, String> {
+    pub async fn serving(&self) -> Result<Option<String>, RouteError> {
         Ok(self
             .routes
             .get(self.route.listen)

@@ -44,6 +44,7 @@ pub async fn switch_to(
             container: name.to_string(),
             image: image.to_string(),
         })
-        .await?;
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(address)
 }
