@@ -46,7 +46,17 @@ pub const BACKUP_SUFFIX: &str = "-wharf-old";
 pub const RETIRED_SUFFIX: &str = "-wharf-retired";
 /// How many lines of a failed container's output go to the deployment log.
 const FAILED_LOG_LINES: usize = 50;
-/// How often the health gate looks at the new container.
+/// How often the health gate looks at the new container in its first
+/// [`POLL_FAST_FOR`]: most containers are ready within a second or two, and
+/// with a route every millisecond between ready and switched is added to
+/// the deployment. One inspect and one GET every 25 ms is nothing to the
+/// engine.
+const POLL_FAST: Duration = Duration::from_millis(25);
+/// How long the health gate polls at [`POLL_FAST`].
+const POLL_FAST_FOR: Duration = Duration::from_secs(3);
+/// How often the health gate looks after that: a container that boots
+/// slowly gains little from being watched closely, and the engine is asked
+/// four times a second at most for as long as `health.timeout` allows.
 const POLL: Duration = Duration::from_millis(250);
 /// How often pull progress is summarized in the log.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
@@ -898,8 +908,19 @@ async fn health_gate(engine: &Engine, plan: &Plan, id: &str, log: &LogSink) -> G
                 wharf_plugin_api::duration::format(plan.health.timeout)
             ));
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(poll_after(started.elapsed())).await;
     }
+}
+
+/// How long the health gate waits before its next look, `elapsed` into it:
+/// closely at first, then backing off, never past [`POLL`].
+fn poll_after(elapsed: Duration) -> Duration {
+    if elapsed < POLL_FAST_FOR {
+        return POLL_FAST;
+    }
+    // Doubling from POLL_FAST each further second, up to POLL.
+    let doublings = elapsed.saturating_sub(POLL_FAST_FOR).as_secs().min(8);
+    (POLL_FAST * (1u32 << doublings)).min(POLL)
 }
 
 /// Why a container counts as failed however its checks look: it exited, or
@@ -1075,6 +1096,19 @@ mod tests {
         assert_eq!(probe_target(&info, 80, remote), None);
         info.addresses.clear();
         assert_eq!(probe_target(&info, 9000, local), None);
+    }
+
+    #[test]
+    fn the_gate_polls_closely_at_first_then_backs_off() {
+        let at = |ms| poll_after(Duration::from_millis(ms));
+        assert_eq!(at(0), POLL_FAST);
+        assert_eq!(at(2_999), POLL_FAST);
+        assert_eq!(at(3_000), POLL_FAST);
+        assert_eq!(at(4_000), POLL_FAST * 2);
+        assert_eq!(at(6_500), POLL_FAST * 8);
+        assert_eq!(at(7_000), POLL);
+        assert_eq!(at(600_000), POLL);
+        assert!((0..120_000).step_by(100).all(|ms| at(ms) <= POLL));
     }
 
     #[test]
