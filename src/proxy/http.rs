@@ -92,6 +92,13 @@ const HOP_BY_HOP: [HeaderName; 6] = [
     header::TRANSFER_ENCODING,
 ];
 
+/// Header names the proxy writes on every request, made once: a name
+/// parsed from a `&str` costs a parse and an allocation per request.
+static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     // Headers the client named in `Connection` are hop-by-hop too.
     let named: Vec<HeaderName> = headers
@@ -108,7 +115,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     for name in HOP_BY_HOP {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
+    headers.remove(&KEEP_ALIVE);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
@@ -132,19 +139,19 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 /// kept when a proxy in front (Caddy, nginx) set them, else filled in.
 fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr) {
     let client = peer.ip().to_string();
-    let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+    let chain = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(existing) => format!("{existing}, {client}"),
         None => client,
     };
     if let Ok(value) = HeaderValue::from_str(&chain) {
-        headers.insert("x-forwarded-for", value);
+        headers.insert(X_FORWARDED_FOR.clone(), value);
     }
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static("http"));
     }
-    if !headers.contains_key("x-forwarded-host") {
+    if !headers.contains_key(&X_FORWARDED_HOST) {
         if let Some(host) = headers.get(header::HOST).cloned() {
-            headers.insert("x-forwarded-host", host);
+            headers.insert(X_FORWARDED_HOST.clone(), host);
         }
     }
 }
