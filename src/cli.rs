@@ -461,12 +461,13 @@ fn encode(segment: &str) -> String {
 
 fn print_deployment_line(d: &Value) {
     println!(
-        "{}  {}/{}  {}  {}  {}",
+        "{}  {}/{}  {}  {}  {}  {}",
         d["id"].as_str().unwrap_or("?"),
         d["project"].as_str().unwrap_or("?"),
         d["stage"].as_str().unwrap_or("?"),
         d["tag"].as_str().unwrap_or("?"),
         d["status"].as_str().unwrap_or("?"),
+        d["trigger"].as_str().unwrap_or("?"),
         d["reason"].as_str().unwrap_or("")
     );
 }
@@ -485,9 +486,10 @@ fn print_status(body: &Value) {
                 "never deployed".to_string()
             } else {
                 format!(
-                    "{} {}",
+                    "{} {} ({})",
                     last["tag"].as_str().unwrap_or("?"),
-                    last["status"].as_str().unwrap_or("?")
+                    last["status"].as_str().unwrap_or("?"),
+                    last["trigger"].as_str().unwrap_or("?")
                 )
             };
             println!(

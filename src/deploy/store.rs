@@ -75,7 +75,8 @@ pub struct Deployment {
     pub digest: Option<String>,
     pub deployer: String,
     pub status: Status,
-    /// What created it: `webhook`, `manual`, `rollback`.
+    /// What created it: `webhook`, `poll`, `manual`, `rollback`. The column
+    /// is in the first schema (every row has one), so no migration is needed.
     pub trigger: String,
     /// The outcome's summary or error; why it was superseded or interrupted.
     pub reason: Option<String>,
