@@ -492,8 +492,13 @@ fn print_status(body: &Value) {
                     last["trigger"].as_str().unwrap_or("?")
                 )
             };
+            let poll = match (stage["poll"].as_str(), stage["poll_error"].as_str()) {
+                (Some(every), Some(error)) => format!("  poll every {every}  poll error: {error}"),
+                (Some(every), None) => format!("  poll every {every}"),
+                _ => String::new(),
+            };
             println!(
-                "  {}  tags {}  {}  {}  last: {last}",
+                "  {}  tags {}  {}  {}  last: {last}{poll}",
                 stage["name"].as_str().unwrap_or("?"),
                 stage["tags"],
                 stage["deployer"].as_str().unwrap_or("?"),

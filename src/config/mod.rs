@@ -48,6 +48,10 @@ pub struct DaemonConfig {
     pub hosts: Hosts,
     /// The route proxy (`wharf proxy`).
     pub proxy: ProxyConfig,
+    /// Registries polling may reach over plain `http://` although they are
+    /// not loopback (`host:port`, or `host` for every port).
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
 }
 
 /// `[proxy]`: who runs the route proxy.
@@ -149,6 +153,7 @@ impl Default for DaemonConfig {
             notify: Vec::new(),
             hosts: Hosts::new(),
             proxy: ProxyConfig { manage: true },
+            insecure_registries: Vec::new(),
         }
     }
 }

@@ -57,6 +57,15 @@ const MIGRATIONS: &[&str] = &[
         event_id TEXT PRIMARY KEY,
         seen_ms  INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 2: the (tag, digest) pairs polling found for a stage, each once.
+    "CREATE TABLE polled_tags (
+        project     TEXT NOT NULL,
+        stage       TEXT NOT NULL,
+        tag         TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        recorded_ms INTEGER NOT NULL,
+        PRIMARY KEY (project, stage, tag, digest)
+    ) WITHOUT ROWID;",
 ];
 
 /// Lines kept per deployment; beyond this the log says it was cut.
@@ -330,6 +339,50 @@ impl Store {
             transaction.commit()?;
         }
         Ok(recorded)
+    }
+
+    /// Every (tag, digest) a stage has seen: deployed by any trigger (a
+    /// webhook's digest may be absent) or recorded by polling. Polling
+    /// compares a registry's tags against this, so neither a webhook's
+    /// deployment nor its own is found again.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn seen_tags(
+        &self,
+        project: &str,
+        stage: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT tag, digest FROM deployments WHERE project = ?1 AND stage = ?2
+             UNION
+             SELECT tag, digest FROM polled_tags WHERE project = ?1 AND stage = ?2",
+        )?;
+        let rows = statement.query_map(params![project, stage], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Remember that polling found `tag` at `digest` for a stage; a second
+    /// call for the same pair changes nothing.
+    ///
+    /// # Errors
+    /// The write failed.
+    pub fn record_polled(
+        &self,
+        project: &str,
+        stage: &str,
+        tag: &str,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT OR IGNORE INTO polled_tags (project, stage, tag, digest, recorded_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![project, stage, tag, digest, now_ms()],
+        )?;
+        Ok(())
     }
 
     /// Forget sender event ids older than `age_ms`: senders redeliver within
