@@ -381,7 +381,10 @@ async fn approvals_are_respected_and_not_asked_twice() {
         .await;
     assert_eq!(status, 200, "{body}");
     let done = wharf.wait_for(id, "succeeded", WAIT).await;
-    assert_eq!(done["trigger"], "poll", "an approved deployment keeps its trigger");
+    assert_eq!(
+        done["trigger"], "poll",
+        "an approved deployment keeps its trigger"
+    );
     tokio::time::sleep(SOME_POLLS).await;
     assert_eq!(deployed(&wharf, "prod").await.len(), 1);
 }

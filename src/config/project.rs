@@ -216,7 +216,8 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
                 format!("stage '{stage_name}': tag pattern '{bad}' can never match a tag (tags are letters, digits, '.', '_', '-'; globs add '*' and '?')"),
             ));
         }
-        let (poll, prerelease) = poll_keys(&stage_name, &raw_stage.poll, &raw_stage.prerelease, &fail)?;
+        let (poll, prerelease) =
+            poll_keys(&stage_name, &raw_stage.poll, &raw_stage.prerelease, &fail)?;
         let deployer = match &raw_stage.deployer {
             Some(d) => known_deployer(d, registry, &fail)?,
             None => project_deployer.clone(),
@@ -287,9 +288,8 @@ fn poll_keys(
         None => None,
         Some(text) => {
             let at = text.span().start;
-            let interval = wharf_plugin_api::duration::parse(text.get_ref()).map_err(|e| {
-                fail(at, format!("stage '{stage_name}': poll: {e}"))
-            })?;
+            let interval = wharf_plugin_api::duration::parse(text.get_ref())
+                .map_err(|e| fail(at, format!("stage '{stage_name}': poll: {e}")))?;
             if interval < MIN_POLL {
                 return Err(fail(
                     at,
@@ -456,7 +456,9 @@ timeout = "5m"
         let stage = |keys: &str| {
             format!("image = \"web\"\ndeployer = \"script\"\n[script]\ncommand = [\"/bin/true\"]\n[stages.a]\ntags = [\"v*\"]\n{keys}")
         };
-        let a = &load(&stage("poll = \"5m\"\nprerelease = true\n")).unwrap().stages["a"];
+        let a = &load(&stage("poll = \"5m\"\nprerelease = true\n"))
+            .unwrap()
+            .stages["a"];
         assert_eq!(a.poll, Some(Duration::from_secs(300)));
         assert!(a.prerelease);
         let a = &load(&stage("poll = \"1s\"\n")).unwrap().stages["a"];

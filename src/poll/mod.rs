@@ -110,7 +110,10 @@ async fn run(
         held.retain(|_, until| *until > now);
         for (key, target, interval) in targets {
             let entry = schedule.entry(key.clone()).or_insert_with(|| Scheduled {
-                due: now + interval.mul_f64(random_fraction()).min(Duration::from_secs(30)),
+                due: now
+                    + interval
+                        .mul_f64(random_fraction())
+                        .min(Duration::from_secs(30)),
                 interval,
                 failures: 0,
             });
@@ -166,7 +169,11 @@ fn finish(
     let now = Instant::now();
     match done.result {
         Ok(deployed) => {
-            metrics.poll(if deployed > 0 { "deployed" } else { "unchanged" });
+            metrics.poll(if deployed > 0 {
+                "deployed"
+            } else {
+                "unchanged"
+            });
             entry.failures = 0;
             entry.due = now + jitter(entry.interval);
             if status.set(&done.key, None) {
