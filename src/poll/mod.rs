@@ -27,7 +27,7 @@ use wharf_registry::client::{Client, ClientConfig, RegistryError, Repository};
 
 use crate::deploy::engine::Engine;
 use crate::deploy::status::Status;
-use crate::deploy::store::NewDeployment;
+use crate::deploy::store::{NewDeployment, StoreError};
 use crate::metrics::Metrics;
 use check::{Found, Target};
 use status::{PollStatus, StageKey};
@@ -48,11 +48,21 @@ struct Scheduled {
     failures: u32,
 }
 
+/// Why a poll failed: the registry (shown as `poll_error`, backed off), or
+/// the store it reads what the stage has seen from and records into.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
 /// A finished poll, sent back to the scheduler.
 struct Done {
     key: StageKey,
     host: String,
-    result: Result<usize, RegistryError>,
+    result: Result<usize, PollError>,
 }
 
 /// Start the poller. It runs until the engine stops accepting deployments.
@@ -181,7 +191,7 @@ fn finish(
             }
         }
         Err(error) => {
-            if let RegistryError::RateLimited { retry_after, .. } = &error {
+            if let PollError::Registry(RegistryError::RateLimited { retry_after, .. }) = &error {
                 metrics.poll("rate_limited");
                 held.insert(
                     done.host.clone(),
@@ -232,16 +242,12 @@ async fn poll_stage(
     metrics: &Metrics,
     key: &StageKey,
     target: &Target,
-) -> Result<usize, RegistryError> {
-    let store_failed = |e: crate::deploy::store::StoreError| RegistryError::Setup {
-        why: format!("cannot read or write the deployment store: {e}"),
-    };
+) -> Result<usize, PollError> {
     let (project, stage) = key.clone();
     let seen = engine
         .store()
         .call(move |store| store.seen_tags(&project, &stage))
-        .await
-        .map_err(store_failed)?;
+        .await?;
     let found = check::poll(client, metrics, target, &seen).await?;
     let mut deployed = 0;
     for Found { tag, digest } in found {
@@ -262,16 +268,12 @@ async fn poll_stage(
             },
             trigger: "poll",
         };
-        engine
-            .submit(vec![new], Vec::new())
-            .await
-            .map_err(store_failed)?;
+        engine.submit(vec![new], Vec::new()).await?;
         let (project, stage) = key.clone();
         engine
             .store()
             .call(move |store| store.record_polled(&project, &stage, &tag, &digest))
-            .await
-            .map_err(store_failed)?;
+            .await?;
         deployed += 1;
     }
     if deployed > 0 {
@@ -283,6 +285,64 @@ async fn poll_stage(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn done(result: Result<usize, PollError>) -> Done {
+        Done {
+            key: ("web".into(), "prod".into()),
+            host: "r.example".into(),
+            result,
+        }
+    }
+
+    #[test]
+    fn a_429_holds_the_host_and_an_error_backs_the_stage_off() {
+        let metrics = Metrics::default();
+        let status = PollStatus::default();
+        let key: StageKey = ("web".into(), "prod".into());
+        let mut schedule = HashMap::from([(
+            key.clone(),
+            Scheduled {
+                due: Instant::now(),
+                interval: Duration::from_secs(1),
+                failures: 0,
+            },
+        )]);
+        let mut busy = HashSet::from(["r.example".to_string()]);
+        let mut held = HashMap::new();
+        let limited = RegistryError::RateLimited {
+            host: "r.example".into(),
+            retry_after: Some(Duration::from_secs(120)),
+        };
+        let before = Instant::now();
+        finish(
+            done(Err(limited.into())),
+            &mut schedule,
+            &mut busy,
+            &mut held,
+            &metrics,
+            &status,
+        );
+        assert!(busy.is_empty(), "the host is free for the next poll");
+        assert!(held["r.example"] >= before + Duration::from_secs(119));
+        assert_eq!(schedule[&key].failures, 1);
+        assert!(status
+            .error("web", "prod")
+            .unwrap()
+            .contains("rate-limiting"));
+        finish(
+            done(Ok(0)),
+            &mut schedule,
+            &mut busy,
+            &mut held,
+            &metrics,
+            &status,
+        );
+        assert_eq!(schedule[&key].failures, 0);
+        assert_eq!(status.error("web", "prod"), None, "a good poll clears it");
+        let rendered = metrics.render(&[]);
+        assert!(rendered.contains("wharf_polls_total{result=\"rate_limited\"} 1"));
+        assert!(rendered.contains("wharf_polls_total{result=\"unchanged\"} 1"));
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_cap() {
