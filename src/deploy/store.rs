@@ -879,6 +879,46 @@ mod tests {
     }
 
     #[test]
+    fn a_schema_1_store_gains_polled_tags_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A store as the previous release wrote it: schema 1 only.
+            let connection = Connection::open(dir.path().join("wharf.db")).unwrap();
+            connection.execute_batch(MIGRATIONS[0]).unwrap();
+            connection
+                .execute_batch(
+                    "INSERT INTO deployments (id, project, stage, repository, tag, digest,
+                        deployer, status, trigger, created_ms)
+                     VALUES ('old', 'web', 'prod', 'docker.io/acme/web', 'v1.0.0',
+                        'sha256:aa', 'script', 'succeeded', 'webhook', 1);
+                     PRAGMA user_version = 1;",
+                )
+                .unwrap();
+        }
+        let store = Store::open(dir.path(), false).unwrap();
+        assert_eq!(store.get("old").unwrap().unwrap().trigger, "webhook");
+        store
+            .record_polled("web", "prod", "main", "sha256:bb")
+            .unwrap();
+        store
+            .record_polled("web", "prod", "main", "sha256:bb")
+            .unwrap();
+        store
+            .record_polled("web", "edge", "main", "sha256:cc")
+            .unwrap();
+        let mut seen = store.seen_tags("web", "prod").unwrap();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("main".to_string(), Some("sha256:bb".to_string())),
+                ("v1.0.0".to_string(), Some("sha256:aa".to_string())),
+            ],
+            "the deployment and the polled pair, each once, of this stage only"
+        );
+    }
+
+    #[test]
     fn newest_queued_runs_and_older_ones_are_superseded() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), false).unwrap();
