@@ -454,12 +454,13 @@ fn encode(segment: &str) -> String {
 
 fn print_deployment_line(d: &Value) {
     println!(
-        "{}  {}/{}  {}  {}  {}",
+        "{}  {}/{}  {}  {}  {}  {}",
         d["id"].as_str().unwrap_or("?"),
         d["project"].as_str().unwrap_or("?"),
         d["stage"].as_str().unwrap_or("?"),
         d["tag"].as_str().unwrap_or("?"),
         d["status"].as_str().unwrap_or("?"),
+        d["trigger"].as_str().unwrap_or("?"),
         d["reason"].as_str().unwrap_or("")
     );
 }
@@ -478,13 +479,19 @@ fn print_status(body: &Value) {
                 "never deployed".to_string()
             } else {
                 format!(
-                    "{} {}",
+                    "{} {} ({})",
                     last["tag"].as_str().unwrap_or("?"),
-                    last["status"].as_str().unwrap_or("?")
+                    last["status"].as_str().unwrap_or("?"),
+                    last["trigger"].as_str().unwrap_or("?")
                 )
             };
+            let poll = match (stage["poll"].as_str(), stage["poll_error"].as_str()) {
+                (Some(every), Some(error)) => format!("  poll every {every}  poll error: {error}"),
+                (Some(every), None) => format!("  poll every {every}"),
+                _ => String::new(),
+            };
             println!(
-                "  {}  tags {}  {}  {}  last: {last}",
+                "  {}  tags {}  {}  {}  last: {last}{poll}",
                 stage["name"].as_str().unwrap_or("?"),
                 stage["tags"],
                 stage["deployer"].as_str().unwrap_or("?"),

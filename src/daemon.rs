@@ -120,11 +120,20 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
         .await
         .context("cannot recover deployments")?;
 
+    let polls = Arc::new(crate::poll::status::PollStatus::default());
+    crate::poll::start(
+        engine.clone(),
+        metrics.clone(),
+        polls.clone(),
+        config.insecure_registries.clone(),
+    )
+    .context("cannot start registry polling")?;
     let app = App {
         config: config.clone(),
         secrets,
         engine: engine.clone(),
         metrics,
+        polls,
         routes,
         bound: OnceLock::new(),
     };

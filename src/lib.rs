@@ -36,6 +36,7 @@ pub mod dashboard;
 pub mod deploy;
 pub mod metrics;
 pub mod plugins;
+pub mod poll;
 pub mod proxy;
 pub use wharf_registry::reference;
 pub mod webhook;

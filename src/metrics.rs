@@ -63,9 +63,23 @@ struct Histogram {
     sum: f64,
 }
 
+/// Upper bounds of the registry request latency histogram, seconds.
+const LATENCY_BUCKETS: [f64; 9] = [0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 30.0];
+
+#[derive(Default)]
+struct Latency {
+    buckets: [u64; LATENCY_BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
 #[derive(Default)]
 pub struct Metrics {
     webhooks: [AtomicU64; WebhookResult::ALL.len()],
+    /// Poll result (`deployed`, `unchanged`, `error`, `rate_limited`) → polls.
+    polls: Mutex<BTreeMap<&'static str, u64>>,
+    /// Registry call (`tags`, `digest`) → its latency.
+    registry: Mutex<BTreeMap<&'static str, Latency>>,
     /// (status, deployer) → deployments that ended so.
     finished: Mutex<BTreeMap<(&'static str, String), u64>>,
     durations: Mutex<BTreeMap<String, Histogram>>,
@@ -105,6 +119,69 @@ impl Metrics {
         }
         histogram.count += 1;
         histogram.sum += seconds;
+    }
+
+    /// One poll of one stage ended with `result`.
+    pub fn poll(&self, result: &'static str) {
+        *self
+            .polls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(result)
+            .or_default() += 1;
+    }
+
+    /// One registry call (`tags`: every page of a listing; `digest`: a
+    /// manifest `HEAD`, with its login when the registry asked for one).
+    pub fn registry_request(&self, call: &'static str, took: Duration) {
+        let seconds = took.as_secs_f64();
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let latency = registry.entry(call).or_default();
+        for (bucket, bound) in latency.buckets.iter_mut().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                *bucket += 1;
+            }
+        }
+        latency.count += 1;
+        latency.sum += seconds;
+    }
+
+    fn render_polls(&self, out: &mut String) {
+        out.push_str("# HELP wharf_polls_total Registry polls of a stage, by result.\n");
+        out.push_str("# TYPE wharf_polls_total counter\n");
+        for (result, count) in self.polls.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "wharf_polls_total{{result=\"{result}\"}} {count}");
+        }
+        out.push_str("# HELP wharf_registry_request_duration_seconds Registry calls made by polling, by call.\n");
+        out.push_str("# TYPE wharf_registry_request_duration_seconds histogram\n");
+        for (call, latency) in self
+            .registry
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            for (bound, count) in LATENCY_BUCKETS.iter().zip(latency.buckets) {
+                let _ = writeln!(
+                    out,
+                    "wharf_registry_request_duration_seconds_bucket{{call=\"{call}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "wharf_registry_request_duration_seconds_bucket{{call=\"{call}\",le=\"+Inf\"}} {}",
+                latency.count
+            );
+            let _ = writeln!(
+                out,
+                "wharf_registry_request_duration_seconds_sum{{call=\"{call}\"}} {}",
+                latency.sum
+            );
+            let _ = writeln!(
+                out,
+                "wharf_registry_request_duration_seconds_count{{call=\"{call}\"}} {}",
+                latency.count
+            );
+        }
     }
 
     /// The text exposition; `current` is the number of deployments now in
@@ -182,6 +259,7 @@ impl Metrics {
                 histogram.count
             );
         }
+        self.render_polls(&mut out);
         out
     }
 }

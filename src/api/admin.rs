@@ -138,6 +138,12 @@ struct StageView {
     tags: Vec<String>,
     auto_deploy: bool,
     deployer: String,
+    /// The `poll` interval (`5m`), absent when the stage does not poll.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poll: Option<String>,
+    /// Why the stage's last poll failed; null when it worked (or the stage
+    /// does not poll).
+    poll_error: Option<String>,
     last_deployment: Option<Deployment>,
 }
 
@@ -160,6 +166,10 @@ async fn projects(_admin: Admin, app: &State<App>) -> Result<Value, ApiError> {
                     tags: stage.tags.clone(),
                     auto_deploy: stage.auto_deploy,
                     deployer: stage.deployer.clone(),
+                    poll: stage
+                        .poll
+                        .map(|interval| wharf_plugin_api::duration::format(interval).to_string()),
+                    poll_error: app.polls.error(&project.name, &stage.name),
                     last_deployment: latest
                         .iter()
                         .find(|d| d.project == project.name && d.stage == stage.name)

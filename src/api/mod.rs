@@ -37,6 +37,8 @@ pub struct App {
     pub secrets: Arc<ArcSwap<Secrets>>,
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
+    /// Each polled stage's `poll_error`.
+    pub polls: Arc<crate::poll::status::PollStatus>,
     /// The route proxy's control socket (listing never starts a proxy).
     pub routes: crate::proxy::client::ProxyClient,
     /// The address actually bound (port 0 resolved), set at liftoff.

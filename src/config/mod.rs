@@ -49,6 +49,10 @@ pub struct DaemonConfig {
     pub hosts: toml::Table,
     /// The route proxy (`wharf proxy`).
     pub proxy: ProxyConfig,
+    /// Registries polling may reach over plain `http://` although they are
+    /// not loopback (`host:port`, or `host` for every port).
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
 }
 
 /// `[proxy]`: who runs the route proxy.
@@ -150,6 +154,7 @@ impl Default for DaemonConfig {
             notify: Vec::new(),
             hosts: toml::Table::new(),
             proxy: ProxyConfig { manage: true },
+            insecure_registries: Vec::new(),
         }
     }
 }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -52,7 +53,17 @@ pub struct Stage {
     /// host ports), as its deployer names them; the catalog keeps routes
     /// off addresses other stages claim.
     pub claims: Vec<Claim>,
+    /// `poll = "5m"`: how often the poller checks the registry for this
+    /// stage; `None` means webhooks only.
+    pub poll: Option<Duration>,
+    /// `prerelease = true`: polling may deploy semver pre-releases.
+    pub prerelease: bool,
 }
+
+/// The shortest `poll` interval a project may set (SPEC: "at least 1s");
+/// the poller also spaces requests per registry host, so a short interval
+/// costs the registry one request at a time, never a burst.
+pub const MIN_POLL: Duration = Duration::from_secs(1);
 
 impl Stage {
     /// Whether a pushed tag belongs to this stage.
@@ -113,12 +124,16 @@ struct RawStage {
     auto_deploy: bool,
     #[serde(default)]
     deployer: Option<Spanned<String>>,
+    #[serde(default)]
+    poll: Option<Spanned<String>>,
+    #[serde(default)]
+    prerelease: Option<Spanned<bool>>,
     #[serde(flatten)]
     tables: BTreeMap<String, toml::Value>,
 }
 
 /// Keys of a stage that are wharf's.
-const STAGE_KEYS: &[&str] = &["tags", "auto_deploy", "deployer"];
+const STAGE_KEYS: &[&str] = &["tags", "auto_deploy", "deployer", "poll", "prerelease"];
 
 fn default_true() -> bool {
     true
@@ -196,6 +211,8 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
                 format!("stage '{stage_name}': tag pattern '{bad}' can never match a tag (tags are letters, digits, '.', '_', '-'; globs add '*' and '?')"),
             ));
         }
+        let (poll, prerelease) =
+            poll_keys(&stage_name, &raw_stage.poll, &raw_stage.prerelease, &fail)?;
         let deployer = match &raw_stage.deployer {
             Some(d) => known_deployer(d, registry, &fail)?,
             None => project_deployer.clone(),
@@ -242,6 +259,8 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
                 settings,
                 plan,
                 claims,
+                poll,
+                prerelease,
             },
         );
     }
@@ -252,6 +271,43 @@ pub fn parse(path: &Path, text: &str, registry: &Registry) -> Result<Project, Pr
         deployer: project_deployer,
         stages,
     })
+}
+
+/// The polling keys of a stage: `poll` a duration of at least
+/// [`MIN_POLL`], `prerelease` only beside `poll` (alone it would do nothing,
+/// which is more likely a forgotten `poll` than an intent).
+fn poll_keys(
+    stage_name: &str,
+    poll: &Option<Spanned<String>>,
+    prerelease: &Option<Spanned<bool>>,
+    fail: &dyn Fn(usize, String) -> ProjectError,
+) -> Result<(Option<Duration>, bool), ProjectError> {
+    let poll = match poll {
+        None => None,
+        Some(text) => {
+            let at = text.span().start;
+            let interval = wharf_plugin_api::duration::parse(text.get_ref())
+                .map_err(|e| fail(at, format!("stage '{stage_name}': poll: {e}")))?;
+            if interval < MIN_POLL {
+                return Err(fail(
+                    at,
+                    format!("stage '{stage_name}': poll must be at least 1s"),
+                ));
+            }
+            Some(interval)
+        }
+    };
+    let prerelease = match prerelease {
+        Some(flag) if poll.is_none() => {
+            return Err(fail(
+                flag.span().start,
+                format!("stage '{stage_name}': prerelease only applies to polling: add poll = \"5m\" or remove it"),
+            ));
+        }
+        Some(flag) => *flag.get_ref(),
+        None => false,
+    };
+    Ok((poll, prerelease))
 }
 
 /// A tag glob is a tag with `*` and `?` allowed anywhere.
@@ -449,6 +505,33 @@ timeout = "5m"
         let error = load("image = \"web\"\ndocker = 1\n[stages.a]\ntags = [\"*\"]\n").unwrap_err();
         assert_eq!(error.line, 2, "{error}");
         assert!(error.message.contains("must be a table"), "{error}");
+    }
+
+    #[test]
+    fn poll_keys_are_checked_at_load() {
+        let stage = |keys: &str| {
+            format!("image = \"web\"\ndeployer = \"script\"\n[script]\ncommand = [\"/bin/true\"]\n[stages.a]\ntags = [\"v*\"]\n{keys}")
+        };
+        let a = &load(&stage("poll = \"5m\"\nprerelease = true\n"))
+            .unwrap()
+            .stages["a"];
+        assert_eq!(a.poll, Some(Duration::from_secs(300)));
+        assert!(a.prerelease);
+        let a = &load(&stage("poll = \"1s\"\n")).unwrap().stages["a"];
+        assert_eq!(a.poll, Some(MIN_POLL));
+        assert!(!a.prerelease);
+        let a = &load(&stage("")).unwrap().stages["a"];
+        assert_eq!((a.poll, a.prerelease), (None, false));
+        for (keys, needle) in [
+            ("poll = \"500ms\"\n", "at least 1s"),
+            ("poll = \"soon\"\n", "poll:"),
+            ("poll = 5\n", "invalid type"),
+            ("prerelease = true\n", "only applies to polling"),
+        ] {
+            let error = load(&stage(keys)).unwrap_err();
+            assert_eq!(error.line, 7, "{keys}: {error}");
+            assert!(error.message.contains(needle), "{keys}: {error}");
+        }
     }
 
     #[test]

@@ -315,6 +315,12 @@ async fn index(viewer: Viewer, app: &State<App>) -> Result<Page, Html> {
                         .find(|((pn, sn), _)| *pn == p.name && *sn == s.name)
                         .map(|(_, list)| list.clone())
                         .unwrap_or_default(),
+                    poll: s.poll.map(|interval| {
+                        (
+                            wharf_plugin_api::duration::format(interval).to_string(),
+                            app.polls.error(&p.name, &s.name),
+                        )
+                    }),
                 })
                 .collect(),
         })

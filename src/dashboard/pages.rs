@@ -150,6 +150,9 @@ pub struct StageRow<'a> {
     pub route: Option<&'a str>,
     /// Newest first.
     pub recent: Vec<Deployment>,
+    /// The `poll` interval (`5m`) and the last poll's error, when the
+    /// stage polls its registry.
+    pub poll: Option<(String, Option<String>)>,
 }
 
 /// One project as the overview shows it.
@@ -235,7 +238,7 @@ fn stage_block(project: &str, s: &StageRow<'_>, csrf: &str, now: i64) -> String 
     format!(
         "<div class=\"stage\" id=\"stage-{p}-{st}\"><h3>{st}</h3><dl>\
 <dt>Tags</dt><dd>{tags}</dd><dt>Deployer</dt><dd>{deployer}</dd>{route}\
-<dt>Deploys</dt><dd>{auto}</dd><dt>Last</dt><dd class=\"last\">{last}</dd></dl>\
+<dt>Deploys</dt><dd>{auto}</dd>{poll}<dt>Last</dt><dd class=\"last\">{last}</dd></dl>\
 {svg}<div class=\"actions\">\
 <form method=\"post\" action=\"/ui/deploy\" class=\"inline\">{csrf}\
 <input type=\"hidden\" name=\"project\" value=\"{p}\"><input type=\"hidden\" name=\"stage\" value=\"{st}\">\
@@ -254,6 +257,15 @@ fn stage_block(project: &str, s: &StageRow<'_>, csrf: &str, now: i64) -> String 
             "on every matching push"
         } else {
             "after approval"
+        },
+        poll = match &s.poll {
+            Some((every, None)) => format!("<dt>Polls</dt><dd>every {}</dd>", esc(every)),
+            Some((every, Some(error))) => format!(
+                "<dt>Polls</dt><dd>every {} · <span class=\"poll-error\">{}</span></dd>",
+                esc(every),
+                esc(error)
+            ),
+            None => String::new(),
         },
         svg = history_svg(&s.recent),
         csrf = csrf_field(csrf),
@@ -552,6 +564,7 @@ mod tests {
             deployer: "docker",
             route,
             recent: Vec::new(),
+            poll: None,
         };
         let routed = stage_block("web", &row(Some("127.0.0.1:8080")), "c", 0);
         assert!(
@@ -559,6 +572,31 @@ mod tests {
             "{routed}"
         );
         assert!(!stage_block("web", &row(None), "c", 0).contains("Route"));
+    }
+
+    #[test]
+    fn a_polled_stage_shows_its_interval_and_error_escaped() {
+        let tags = ["v*".to_string()];
+        let row = |poll| StageRow {
+            name: "prod",
+            tags: &tags,
+            auto_deploy: true,
+            deployer: "script",
+            route: None,
+            recent: Vec::new(),
+            poll,
+        };
+        let quiet = stage_block("web", &row(None), "c", 0);
+        assert!(!quiet.contains("Polls"), "{quiet}");
+        let fine = stage_block("web", &row(Some(("5m".into(), None))), "c", 0);
+        assert!(fine.contains("<dt>Polls</dt><dd>every 5m</dd>"), "{fine}");
+        let failing = stage_block(
+            "web",
+            &row(Some(("5m".into(), Some("registry <x> is down".into())))),
+            "c",
+            0,
+        );
+        assert!(failing.contains("registry &lt;x&gt; is down"), "{failing}");
     }
 
     #[test]

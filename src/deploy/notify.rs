@@ -111,12 +111,13 @@ pub fn message(receiver: &NotifyConfig, deployment: &Deployment) -> Value {
         };
         json!({
             "text": format!(
-                "{icon} {}/{}: {}:{} {} — {}",
+                "{icon} {}/{}: {}:{} {} ({}) — {}",
                 deployment.project,
                 deployment.stage,
                 deployment.repository,
                 deployment.tag,
                 deployment.status.as_str(),
+                deployment.trigger,
                 deployment.reason.as_deref().unwrap_or("")
             )
         })

@@ -57,6 +57,15 @@ const MIGRATIONS: &[&str] = &[
         event_id TEXT PRIMARY KEY,
         seen_ms  INTEGER NOT NULL
     ) WITHOUT ROWID;",
+    // 2: the (tag, digest) pairs polling found for a stage, each once.
+    "CREATE TABLE polled_tags (
+        project     TEXT NOT NULL,
+        stage       TEXT NOT NULL,
+        tag         TEXT NOT NULL,
+        digest      TEXT NOT NULL,
+        recorded_ms INTEGER NOT NULL,
+        PRIMARY KEY (project, stage, tag, digest)
+    ) WITHOUT ROWID;",
 ];
 
 /// Lines kept per deployment; beyond this the log says it was cut.
@@ -75,7 +84,8 @@ pub struct Deployment {
     pub digest: Option<String>,
     pub deployer: String,
     pub status: Status,
-    /// What created it: `webhook`, `manual`, `rollback`.
+    /// What created it: `webhook`, `poll`, `manual`, `rollback`. The column
+    /// is in the first schema (every row has one), so no migration is needed.
     pub trigger: String,
     /// The outcome's summary or error; why it was superseded or interrupted.
     pub reason: Option<String>,
@@ -329,6 +339,50 @@ impl Store {
             transaction.commit()?;
         }
         Ok(recorded)
+    }
+
+    /// Every (tag, digest) a stage has seen: deployed by any trigger (a
+    /// webhook's digest may be absent) or recorded by polling. Polling
+    /// compares a registry's tags against this, so neither a webhook's
+    /// deployment nor its own is found again.
+    ///
+    /// # Errors
+    /// The read failed.
+    pub fn seen_tags(
+        &self,
+        project: &str,
+        stage: &str,
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT tag, digest FROM deployments WHERE project = ?1 AND stage = ?2
+             UNION
+             SELECT tag, digest FROM polled_tags WHERE project = ?1 AND stage = ?2",
+        )?;
+        let rows = statement.query_map(params![project, stage], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+
+    /// Remember that polling found `tag` at `digest` for a stage; a second
+    /// call for the same pair changes nothing.
+    ///
+    /// # Errors
+    /// The write failed.
+    pub fn record_polled(
+        &self,
+        project: &str,
+        stage: &str,
+        tag: &str,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        self.lock().execute(
+            "INSERT OR IGNORE INTO polled_tags (project, stage, tag, digest, recorded_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![project, stage, tag, digest, now_ms()],
+        )?;
+        Ok(())
     }
 
     /// Forget sender event ids older than `age_ms`: senders redeliver within
@@ -822,6 +876,46 @@ mod tests {
             status,
             trigger: "webhook",
         }
+    }
+
+    #[test]
+    fn a_schema_1_store_gains_polled_tags_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            // A store as the previous release wrote it: schema 1 only.
+            let connection = Connection::open(dir.path().join("wharf.db")).unwrap();
+            connection.execute_batch(MIGRATIONS[0]).unwrap();
+            connection
+                .execute_batch(
+                    "INSERT INTO deployments (id, project, stage, repository, tag, digest,
+                        deployer, status, trigger, created_ms)
+                     VALUES ('old', 'web', 'prod', 'docker.io/acme/web', 'v1.0.0',
+                        'sha256:aa', 'script', 'succeeded', 'webhook', 1);
+                     PRAGMA user_version = 1;",
+                )
+                .unwrap();
+        }
+        let store = Store::open(dir.path(), false).unwrap();
+        assert_eq!(store.get("old").unwrap().unwrap().trigger, "webhook");
+        store
+            .record_polled("web", "prod", "main", "sha256:bb")
+            .unwrap();
+        store
+            .record_polled("web", "prod", "main", "sha256:bb")
+            .unwrap();
+        store
+            .record_polled("web", "edge", "main", "sha256:cc")
+            .unwrap();
+        let mut seen = store.seen_tags("web", "prod").unwrap();
+        seen.sort();
+        assert_eq!(
+            seen,
+            [
+                ("main".to_string(), Some("sha256:bb".to_string())),
+                ("v1.0.0".to_string(), Some("sha256:aa".to_string())),
+            ],
+            "the deployment and the polled pair, each once, of this stage only"
+        );
     }
 
     #[test]
