@@ -28,6 +28,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use tracing::{info, warn};
+use wharf_plugin_api::draft::{comment_text, quoted};
 use wharf_plugin_api::routes::Claim;
 use wharf_plugin_api::{Deployer, DraftInput, Drafter, ImageFacts};
 use wildmatch::WildMatch;
@@ -338,20 +339,6 @@ struct Draft<'a> {
     drafter: &'a dyn Drafter,
     facts: Result<&'a ImageFacts, &'a str>,
     taken_ports: &'a BTreeSet<u16>,
-}
-
-/// A label's value as one comment-safe line.
-fn comment_text(text: &str) -> String {
-    let line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect();
-    line.trim().to_string()
-}
-
-fn quoted(text: &str) -> String {
-    toml::Value::String(text.to_string()).to_string()
 }
 
 /// `text` as one TOML key: bare where TOML allows (`dev`), quoted

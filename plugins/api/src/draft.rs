@@ -45,3 +45,20 @@ pub trait Drafter: Send + Sync {
     /// machine (is a port free?).
     fn draft(&self, input: &DraftInput<'_>) -> Draft;
 }
+
+/// `text` as one line that is safe inside a `# ` comment of a drafted file
+/// (control characters blanked, at most 200 characters): image labels and
+/// error messages are someone else's text.
+pub fn comment_text(text: &str) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    line.trim().to_string()
+}
+
+/// `text` as a TOML string literal, quoted and escaped.
+pub fn quoted(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
+}

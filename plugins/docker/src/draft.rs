@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, TcpListener};
 
+use wharf_plugin_api::draft::{comment_text, quoted};
 use wharf_plugin_api::{Draft, DraftInput, ImageFacts};
 
 /// How far above its first choice a host port is looked for.
@@ -102,20 +103,6 @@ pub fn choose_host_port(container_port: u16, taken: &BTreeSet<u16>) -> u16 {
             !taken.contains(port) && TcpListener::bind((Ipv4Addr::LOCALHOST, *port)).is_ok()
         })
         .unwrap_or(first)
-}
-
-/// A message as one comment-safe line.
-fn comment_text(text: &str) -> String {
-    let line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect();
-    line.trim().to_string()
-}
-
-fn quoted(text: &str) -> String {
-    toml::Value::String(text.to_string()).to_string()
 }
 
 #[cfg(test)]
