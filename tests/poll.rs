@@ -14,18 +14,17 @@
     clippy::string_slice
 )]
 
+mod common;
 mod support;
 
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::REGISTRY;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use support::{script_project, Wharf};
 
-const REGISTRY: &str = "/usr/bin/docker-registry";
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const WAIT: Duration = Duration::from_secs(30);
 /// Long enough for several 1 s polls (each ±10 %).
@@ -43,76 +42,37 @@ fn registry_or_skip(test: &str) -> bool {
     false
 }
 
-/// A `docker-registry` on a free loopback port, killed on drop; it can be
-/// stopped and started again on the same port with the same data.
+/// The test's registry ([`common::Registry`]: a real `docker-registry`
+/// that can be stopped and started again) and the login that pushes to it.
 struct Registry {
-    port: u16,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
+    server: common::Registry,
     login: Option<(String, String)>,
     http: reqwest::Client,
 }
 
 impl Registry {
     fn start(login: Option<(&str, &str)>) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        if let Some((user, password)) = login {
-            let hash = bcrypt::hash(password, 5).unwrap();
-            let htpasswd = dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: wharf-test\n    path: {}\n",
-                htpasswd.display()
-            ));
-        }
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let mut registry = Registry {
-            port,
-            child: None,
-            dir,
+        let server = match login {
+            Some((user, password)) => common::Registry::start_private(user, password),
+            None => common::Registry::start(None),
+        };
+        Registry {
+            server,
             login: login.map(|(u, p)| (u.to_string(), p.to_string())),
             http: reqwest::Client::new(),
-        };
-        registry.resume();
-        registry
+        }
     }
 
     fn resume(&mut self) {
-        let path = self.dir.path();
-        let child = Command::new(REGISTRY)
-            .arg("serve")
-            .arg(path.join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(path.join("registry.log")).unwrap())
-            .stderr(std::fs::File::create(path.join("registry.err")).unwrap())
-            .spawn()
-            .expect("start docker-registry");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect((Ipv4Addr::LOCALHOST, self.port)).is_err() {
-            assert!(Instant::now() < deadline, "docker-registry did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.server.resume();
     }
 
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.server.stop();
     }
 
     fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        self.server.host()
     }
 
     fn authed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -172,12 +132,6 @@ impl Registry {
             .unwrap();
         assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
         sha256(manifest.as_bytes())
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -218,10 +218,11 @@ pub fn build_and_push(tag: &str, behaviour: &Behaviour) {
 
 /// A `docker-registry` on a free loopback port, storing into a temp folder.
 /// The engine treats 127.0.0.0/8 registries as insecure, so plain HTTP works.
+/// It can be stopped and started again on the same port with the same data.
 pub struct Registry {
     pub port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
+    child: Option<Child>,
+    dir: tempfile::TempDir,
     log: PathBuf,
 }
 
@@ -259,34 +260,50 @@ impl Registry {
                 htpasswd.display()
             ));
         }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let log = dir.path().join("registry.log");
-        let child = Command::new(REGISTRY)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&log).unwrap())
-            .stderr(std::fs::File::create(dir.path().join("registry.err")).unwrap())
-            .spawn()
-            .expect("start docker-registry");
-        let registry = Registry {
+        let mut registry = Registry {
             port,
-            child,
-            _dir: dir,
+            child: None,
+            dir,
             log,
         };
+        registry.resume();
+        registry
+    }
+
+    /// Start it again after [`Registry::stop`] (same port, same data), and
+    /// wait until it answers.
+    pub fn resume(&mut self) {
+        let path = self.dir.path();
+        let child = Command::new(REGISTRY)
+            .arg("serve")
+            .arg(path.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&self.log).unwrap())
+            .stderr(std::fs::File::create(path.join("registry.err")).unwrap())
+            .spawn()
+            .expect("start docker-registry");
+        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         // 200, or 401 from a registry that wants a login.
-        while http_answer(port, "/v2/").is_none() {
+        while http_answer(self.port, "/v2/").is_none() {
             assert!(
                 Instant::now() < deadline,
-                "docker-registry did not answer on port {port}: {}",
-                registry.output()
+                "docker-registry did not answer on port {}: {}",
+                self.port,
+                self.output()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        registry
+    }
+
+    /// Kill it (a registry that is down).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     /// `127.0.0.1:<port>`, the registry part of image names.
@@ -306,8 +323,7 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
