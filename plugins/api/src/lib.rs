@@ -52,6 +52,7 @@ pub mod draft;
 pub mod duration;
 pub mod files;
 pub mod ports;
+pub mod probe;
 pub mod process;
 pub mod routes;
 

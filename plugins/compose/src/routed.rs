@@ -16,7 +16,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use wharf_plugin_api::probe;
 use wharf_plugin_api::process::Limits;
 use wharf_plugin_api::routes::{Route, RouteMode, Routed, Upstream};
 use wharf_plugin_api::{
@@ -29,8 +29,6 @@ use crate::tools::{self, Compose, Container};
 
 /// How often the new container's route port is tried.
 const PROBE_POLL: Duration = Duration::from_millis(100);
-/// One probe's limit: connect, send, read the status line.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time for removing containers after the deployment's own limit.
 const CLEANUP_LIMIT: Duration = Duration::from_secs(60);
 
@@ -276,16 +274,15 @@ async fn answers_http(
     let wait = crate::deploy::health_limits(settings, limits);
     let started = Instant::now();
     loop {
-        let last = match tokio::time::timeout(PROBE_TIMEOUT, status_line(address)).await {
-            Ok(Ok(line)) => {
+        let last = match probe::http_status(address, "/").await {
+            Ok(status) => {
                 log.info(format!(
-                    "{address} answers: {line} ({:.1}s)",
+                    "{address} answers HTTP {status} ({:.1}s)",
                     started.elapsed().as_secs_f64()
                 ));
                 return Ok(());
             }
-            Ok(Err(e)) => e,
-            Err(_) => format!("no answer within {PROBE_TIMEOUT:?}"),
+            Err(e) => e,
         };
         tokio::select! {
             _ = tokio::time::sleep(PROBE_POLL) => {}
@@ -300,38 +297,6 @@ async fn answers_http(
                 wharf_plugin_api::duration::format(settings.health_timeout)
             )));
         }
-    }
-}
-
-/// The first line of `address`'s answer to `GET /`.
-async fn status_line(address: SocketAddr) -> Result<String, String> {
-    let mut stream = tokio::net::TcpStream::connect(address)
-        .await
-        .map_err(|e| e.to_string())?;
-    stream
-        .write_all(b"GET / HTTP/1.1\r\nHost: wharf-probe\r\nConnection: close\r\n\r\n")
-        .await
-        .map_err(|e| e.to_string())?;
-    let mut head = [0u8; 64];
-    let mut read = 0;
-    while read < 12 {
-        let Some(rest) = head.get_mut(read..) else {
-            break;
-        };
-        match stream.read(rest).await {
-            Ok(0) => break,
-            Ok(n) => read += n,
-            Err(e) => return Err(e.to_string()),
-        }
-    }
-    let text = String::from_utf8_lossy(head.get(..read).unwrap_or_default());
-    let line = text.lines().next().unwrap_or_default().to_string();
-    if line.starts_with("HTTP/1.") {
-        Ok(line)
-    } else if read == 0 {
-        Err("the connection closed without an answer".into())
-    } else {
-        Err(format!("not an HTTP answer: {line:?}"))
     }
 }
 

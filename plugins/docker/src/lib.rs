@@ -10,7 +10,6 @@
 //!   deployer reaches engines through it too.
 //! - Registry credentials and image references come from `wharf-registry`
 //!   (`auth`, `reference`), which every plugin and the daemon share.
-//! - [`probe`]: the HTTP health probe.
 //!
 //! The plugin also inspects images for auto-created projects
 //! ([`ImageInspector`]): pull when needed, then read EXPOSE, labels and
@@ -23,7 +22,6 @@
 #![cfg_attr(test, allow(clippy::string_slice))]
 
 pub mod draft;
-pub mod probe;
 pub mod replace;
 pub mod routed;
 pub mod settings;

@@ -870,7 +870,7 @@ async fn health_gate(engine: &Engine, plan: &Plan, id: &str, log: &LogSink) -> G
                         check.port
                     ))
                 }
-                Some(addr) => match crate::probe::http_status(addr, &check.path).await {
+                Some(addr) => match wharf_plugin_api::probe::http_status(addr, &check.path).await {
                     Ok(status) if status == check.status => {}
                     Ok(status) => {
                         passed = false;

@@ -1,7 +1,9 @@
-//! The HTTP health probe: one `GET` over a plain TCP connection, the status
-//! line read back. Small on purpose: a health endpoint on a container wharf
-//! just started is plain HTTP/1.x on a known address, and this avoids an
-//! HTTP client stack for one request line.
+//! The HTTP probe: one `GET` over a plain TCP connection, the status line
+//! read back. Small on purpose: a health endpoint on a container wharf just
+//! started is plain HTTP/1.x on a known address, and this avoids an HTTP
+//! client stack for one request line. The docker deployer's health gate
+//! (`health.http`) and the compose deployer's check that a new container
+//! answers on its route port both use it.
 
 use std::net::SocketAddr;
 use std::time::Duration;
