@@ -84,19 +84,13 @@ pub fn plan(catalog: &Catalog, routes: &[RouteState]) -> Reconciled {
     reconciled
 }
 
-/// Apply [`plan`] to the proxy; logs what it did. `None` when the proxy
-/// could not be asked.
-pub async fn reconcile(catalog: &Catalog, client: &ProxyClient) -> Option<Reconciled> {
-    let routes = match client.list().await {
-        Ok(routes) => routes,
-        Err(e) => {
-            if catalog.has_routes() {
-                warn!(error = %e, "cannot hold the proxy's routes against the projects");
-            }
-            return None;
-        }
-    };
-    let reconciled = plan(catalog, &routes);
+/// Apply [`plan`] to the proxy, whose table is `routes`; logs what it did.
+pub async fn reconcile(
+    catalog: &Catalog,
+    routes: &[RouteState],
+    client: &ProxyClient,
+) -> Reconciled {
+    let reconciled = plan(catalog, routes);
     for listen in &reconciled.removed {
         match client.remove(*listen).await {
             Ok(_) => info!(%listen, "removed a route no stage has any more"),
@@ -109,7 +103,7 @@ pub async fn reconcile(catalog: &Catalog, client: &ProxyClient) -> Option<Reconc
     for stage in &reconciled.missing {
         info!(stage = %stage, "the proxy has no route for this stage yet: its next deployment creates it");
     }
-    Some(reconciled)
+    reconciled
 }
 
 /// Keep the proxy's routes in step with the catalog and their containers
@@ -128,19 +122,27 @@ pub async fn run(client: ProxyClient, catalog: Arc<ArcSwap<Catalog>>) {
         if !client.answers().await {
             continue;
         }
+        // One listing per tick serves both the reconciliation and the
+        // upstream checks.
         let snapshot = catalog.load_full();
-        if !reconciled
+        let pending = !reconciled
             .as_ref()
-            .is_some_and(|r| Arc::ptr_eq(r, &snapshot))
-            && reconcile(&snapshot, &client).await.is_some()
-        {
+            .is_some_and(|r| Arc::ptr_eq(r, &snapshot));
+        let routes = match client.list().await {
+            Ok(routes) => routes,
+            Err(e) => {
+                if pending && snapshot.has_routes() {
+                    warn!(error = %e, "cannot hold the proxy's routes against the projects");
+                }
+                continue;
+            }
+        };
+        if pending {
+            reconcile(&snapshot, &routes, &client).await;
             reconciled = Some(snapshot.clone());
         }
-        let Ok(routes) = client.list().await else {
-            continue;
-        };
-        for route in routes {
-            follow_upstream(&route, &snapshot, &client, &mut reported).await;
+        for route in &routes {
+            follow_upstream(route, &snapshot, &client, &mut reported).await;
         }
     }
 }

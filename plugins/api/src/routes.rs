@@ -249,20 +249,33 @@ impl<'a> Routed<'a> {
         project: &'a str,
         stage: &'a str,
     ) -> Result<Option<Routed<'a>>, DeployError> {
-        let Some(route) = route else {
-            return Ok(None);
-        };
+        route
+            .map(|route| Routed::new(route, context, table, project, stage))
+            .transpose()
+    }
+
+    /// [`Routed::of`] for a stage known to have `route`.
+    ///
+    /// # Errors
+    /// `Unavailable` when the daemon gave no proxy handle.
+    pub fn new(
+        route: &'a Route,
+        context: &'a DeployContext,
+        table: &str,
+        project: &'a str,
+        stage: &'a str,
+    ) -> Result<Routed<'a>, DeployError> {
         let Some(routes) = context.routes.as_deref() else {
             return Err(DeployError::Unavailable(format!(
                 "this stage has a [{table}.route] but wharf runs without its route proxy; nothing was changed"
             )));
         };
-        Ok(Some(Routed {
+        Ok(Routed {
             route,
             routes,
             project,
             stage,
-        }))
+        })
     }
 
     /// Point the route at `upstream`, atomically.

@@ -50,18 +50,7 @@ pub async fn run(
     let value = settings.variable.value_for(request);
     let variable = settings.variable.name();
     let service = &settings.service;
-    let Some(routed) = Routed::of(
-        Some(route),
-        context,
-        "compose",
-        &request.project,
-        &request.stage,
-    )?
-    else {
-        return Err(DeployError::Unavailable(
-            "the route has no proxy; nothing was changed".into(),
-        ));
-    };
+    let routed = Routed::new(route, context, "compose", &request.project, &request.stage)?;
 
     let compose = Compose::detect(settings, log, &limits)
         .await
