@@ -17,10 +17,9 @@
 mod common;
 mod support;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::REGISTRY;
+use common::registry_or_skip;
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use support::{script_project, Wharf};
@@ -29,18 +28,6 @@ const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const WAIT: Duration = Duration::from_secs(30);
 /// Long enough for several 1 s polls (each ±10 %).
 const SOME_POLLS: Duration = Duration::from_millis(3500);
-
-fn registry_or_skip(test: &str) -> bool {
-    if Path::new(REGISTRY).exists() {
-        return true;
-    }
-    let why = format!("{REGISTRY} is missing (apt-get install docker-registry)");
-    if std::env::var("WHARF_REQUIRE_DOCKER").as_deref() == Ok("1") {
-        panic!("{test}: {why}, and WHARF_REQUIRE_DOCKER=1");
-    }
-    eprintln!("SKIPPED {test}: {why} (set WHARF_REQUIRE_DOCKER=1 to fail instead)");
-    false
-}
 
 /// The test's registry ([`common::Registry`]: a real `docker-registry`
 /// that can be stopped and started again) and the login that pushes to it.

@@ -47,6 +47,20 @@ pub fn docker_or_skip(test: &str) -> bool {
     } else {
         None
     };
+    skip_unless(test, missing)
+}
+
+/// True when Debian's docker-registry is there (tests that need a registry
+/// but no engine). Otherwise as [`docker_or_skip`].
+pub fn registry_or_skip(test: &str) -> bool {
+    let missing = (!Path::new(REGISTRY).exists())
+        .then(|| format!("{REGISTRY} is missing (apt-get install docker-registry)"));
+    skip_unless(test, missing)
+}
+
+/// `missing == None`: go on. Else print why and skip, or panic when
+/// `WHARF_REQUIRE_DOCKER=1`.
+fn skip_unless(test: &str, missing: Option<String>) -> bool {
     match missing {
         None => true,
         Some(why) if std::env::var("WHARF_REQUIRE_DOCKER").as_deref() == Ok("1") => {
