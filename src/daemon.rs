@@ -13,7 +13,7 @@ pub mod logging;
 pub mod readiness;
 
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -126,17 +126,15 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
         metrics.clone(),
         polls.clone(),
         config.insecure_registries.clone(),
-    )
-    .context("cannot start registry polling")?;
-    let app = App {
-        config: config.clone(),
+    );
+    let app = App::new(
+        config.clone(),
         secrets,
-        engine: engine.clone(),
+        engine.clone(),
         metrics,
         polls,
         routes,
-        bound: OnceLock::new(),
-    };
+    );
     let rocket = api::build(app, api::rocket_figment(&config))
         .attach(readiness)
         .ignite()
@@ -170,8 +168,8 @@ pub async fn serve(mut config: DaemonConfig, config_file: Option<PathBuf>) -> an
     Ok(())
 }
 
-/// Start the one reload task, fed by the file watcher and SIGHUP, and by
-/// auto-create's [`LoadFiles`] requests. Returns
+/// Start the one reload task, fed by the file watcher, the look at
+/// settings.toml, SIGHUP and auto-create's [`LoadFiles`] requests. Returns
 /// the watcher, which must live as long as the daemon. systemd hears
 /// `RELOADING=1` when SIGHUP arrives and `READY=1` when that reload is done.
 fn start_reloader(
@@ -180,10 +178,14 @@ fn start_reloader(
     notifier: Notifier,
 ) -> Option<Watcher> {
     let (reloads, receiver) = mpsc::unbounded_channel();
+    tokio::spawn({
+        let (config, reloads) = (live.config.clone(), reloads.clone());
+        async move { reload::poll_settings(&config, reloads).await }
+    });
     let watcher = match reload::watch(&live.config, reloads.clone()) {
         Ok(watcher) => Some(watcher),
         Err(e) => {
-            warn!(error = %e, "cannot watch the config folders: edits apply on SIGHUP only");
+            warn!(error = %e, "cannot watch the projects folder: project edits apply on SIGHUP only");
             None
         }
     };

@@ -21,6 +21,7 @@ use rocket::fairing::{AdHoc, Fairing, Info, Kind};
 use rocket::figment::Figment;
 use rocket::http::{ContentType, Status};
 use rocket::request::{FromRequest, Outcome};
+use rocket::shield::{NoSniff, Shield};
 use rocket::{catch, catchers, Build, Data, Request, Response, Rocket};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -35,6 +36,7 @@ use crate::metrics::Metrics;
 pub struct App {
     pub config: Arc<DaemonConfig>,
     pub secrets: Arc<ArcSwap<Secrets>>,
+    digests: ArcSwap<SecretDigests>,
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
     /// Each polled stage's `poll_error`.
@@ -45,30 +47,85 @@ pub struct App {
     pub bound: OnceLock<SocketAddr>,
 }
 
+/// The SHA-256 of each secret in force, computed once per version of
+/// `settings.toml` rather than once per request.
+struct SecretDigests {
+    /// The version these were computed from (compared by pointer).
+    of: Arc<Secrets>,
+    webhook_secret: [u8; 32],
+    admin_token: [u8; 32],
+    metrics_token: Option<[u8; 32]>,
+}
+
+impl SecretDigests {
+    fn of(secrets: Arc<Secrets>) -> SecretDigests {
+        SecretDigests {
+            webhook_secret: digest(&secrets.webhook_secret),
+            admin_token: digest(&secrets.admin_token),
+            metrics_token: secrets.metrics_token.as_deref().map(digest),
+            of: secrets,
+        }
+    }
+}
+
+fn digest(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Constant-time comparison of a presented secret with an expected one
+/// through their hashes, so neither content nor length leaks through
+/// timing.
+fn same_secret(presented: &str, expected: &[u8; 32]) -> bool {
+    digest(presented).ct_eq(expected).into()
+}
+
 impl App {
-    /// Constant-time comparison of a presented secret with `expected`:
-    /// both are hashed first, so neither content nor length leaks through
-    /// timing.
-    fn same_secret(presented: &str, expected: &str) -> bool {
-        let a = Sha256::digest(presented.as_bytes());
-        let b = Sha256::digest(expected.as_bytes());
-        a.ct_eq(&b).into()
+    pub fn new(
+        config: Arc<DaemonConfig>,
+        secrets: Arc<ArcSwap<Secrets>>,
+        engine: Arc<Engine>,
+        metrics: Arc<Metrics>,
+        polls: Arc<crate::poll::status::PollStatus>,
+        routes: crate::proxy::client::ProxyClient,
+    ) -> App {
+        let digests = ArcSwap::from_pointee(SecretDigests::of(secrets.load_full()));
+        App {
+            config,
+            secrets,
+            digests,
+            engine,
+            metrics,
+            polls,
+            routes,
+            bound: OnceLock::new(),
+        }
+    }
+
+    /// The digests of the secrets in force now; recomputed (once) after
+    /// `settings.toml` changed.
+    fn digests(&self) -> Arc<SecretDigests> {
+        let secrets = self.secrets.load();
+        let digests = self.digests.load_full();
+        if Arc::ptr_eq(&digests.of, &secrets) {
+            return digests;
+        }
+        let fresh = Arc::new(SecretDigests::of(Arc::clone(&secrets)));
+        self.digests.store(Arc::clone(&fresh));
+        fresh
     }
 
     pub fn webhook_secret_matches(&self, presented: &str) -> bool {
-        Self::same_secret(presented, &self.secrets.load().webhook_secret)
+        same_secret(presented, &self.digests().webhook_secret)
     }
 
     pub fn admin_token_matches(&self, presented: &str) -> bool {
-        Self::same_secret(presented, &self.secrets.load().admin_token)
+        same_secret(presented, &self.digests().admin_token)
     }
 
     pub fn metrics_token_matches(&self, presented: &str) -> bool {
-        let secrets = self.secrets.load();
-        secrets
+        self.digests()
             .metrics_token
-            .as_deref()
-            .is_some_and(|expected| Self::same_secret(presented, expected))
+            .is_some_and(|expected| same_secret(presented, &expected))
     }
 
     pub fn bound(&self) -> SocketAddr {
@@ -99,6 +156,11 @@ pub fn rocket_figment(config: &DaemonConfig) -> Figment {
 /// Build the whole app.
 pub fn build(app: App, figment: Figment) -> Rocket<Build> {
     rocket::custom(figment)
+        // Rocket's default Shield adds three headers to every answer; of
+        // them only `nosniff` means anything for a JSON API (the
+        // dashboard's pages set their own, stricter ones), and each header
+        // costs a few percent of a 404.
+        .attach(Shield::new().enable(NoSniff::default()))
         .manage(app)
         .attach(RequestLog::default())
         .attach(AdHoc::on_liftoff("wharf liftoff", |rocket| {
@@ -131,15 +193,27 @@ pub fn build(app: App, figment: Figment) -> Rocket<Build> {
 /// Every error status gets a small JSON body. For 404 this is the one body
 /// every unknown path gets, which a wrong webhook secret must be identical to.
 #[catch(default)]
-fn json_catcher(status: Status, _request: &Request<'_>) -> (Status, (ContentType, String)) {
-    let reason = status.reason_lossy().to_lowercase();
-    (
-        status,
-        (
-            ContentType::JSON,
-            serde_json::json!({ "error": reason }).to_string(),
-        ),
-    )
+fn json_catcher(
+    status: Status,
+    _request: &Request<'_>,
+) -> (Status, (ContentType, Cow<'static, str>)) {
+    (status, (ContentType::JSON, error_body(status)))
+}
+
+/// `{"error": "<reason, lower case>"}`; the statuses a scanner or a
+/// misconfigured sender brings in bursts are written out, not built.
+fn error_body(status: Status) -> Cow<'static, str> {
+    match status.code {
+        400 => Cow::Borrowed(r#"{"error":"bad request"}"#),
+        401 => Cow::Borrowed(r#"{"error":"unauthorized"}"#),
+        404 => Cow::Borrowed(r#"{"error":"not found"}"#),
+        405 => Cow::Borrowed(r#"{"error":"method not allowed"}"#),
+        422 => Cow::Borrowed(r#"{"error":"unprocessable entity"}"#),
+        _ => {
+            let reason = status.reason_lossy().to_lowercase();
+            Cow::Owned(serde_json::json!({ "error": reason }).to_string())
+        }
+    }
 }
 
 /// Logs each request: method, route (see [`loggable_path`]), status, time.
@@ -218,31 +292,37 @@ impl Fairing for RequestLog {
     }
 }
 
-/// All request headers as (name, value) pairs, for payload detection and
-/// signature checks.
-pub struct RequestHeaders(pub Vec<(String, String)>);
+/// The request's headers, for payload detection and signature checks;
+/// borrowed, so a request refused before they are needed (a wrong secret)
+/// copies none of them.
+pub struct RequestHeaders<'r>(&'r rocket::http::HeaderMap<'r>);
 
-impl RequestHeaders {
-    pub fn pairs(&self) -> Vec<(&str, &str)> {
-        self.0
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect()
+impl RequestHeaders<'_> {
+    /// The first value of header `name` (any case).
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get_one(name)
+    }
+
+    /// Every header as borrowed `(name, value)` pairs.
+    pub fn all(&self) -> Vec<rocket::http::Header<'_>> {
+        self.0.iter().collect()
     }
 }
 
+/// `(name, value)` pairs of [`RequestHeaders::all`].
+pub fn header_pairs<'a>(headers: &'a [rocket::http::Header<'_>]) -> Vec<(&'a str, &'a str)> {
+    headers
+        .iter()
+        .map(|h| (h.name.as_str(), h.value.as_ref()))
+        .collect()
+}
+
 #[rocket::async_trait]
-impl<'r> FromRequest<'r> for RequestHeaders {
+impl<'r> FromRequest<'r> for RequestHeaders<'r> {
     type Error = std::convert::Infallible;
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
-        Outcome::Success(RequestHeaders(
-            request
-                .headers()
-                .iter()
-                .map(|h| (h.name().to_string(), h.value().to_string()))
-                .collect(),
-        ))
+        Outcome::Success(RequestHeaders(request.headers()))
     }
 }
 
@@ -276,9 +356,22 @@ mod tests {
     }
 
     #[test]
+    fn written_out_error_bodies_are_what_serde_would_build() {
+        for code in [400, 401, 404, 405, 422, 500, 503] {
+            let status = Status::from_code(code).unwrap();
+            let built = serde_json::json!({ "error": status.reason_lossy().to_lowercase() });
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(&error_body(status)).unwrap(),
+                built
+            );
+            assert_eq!(error_body(status), built.to_string(), "{code}");
+        }
+    }
+
+    #[test]
     fn secrets_compare_by_content() {
-        assert!(App::same_secret("abc", "abc"));
-        assert!(!App::same_secret("abc", "abd"));
-        assert!(!App::same_secret("", "abc"));
+        assert!(same_secret("abc", &digest("abc")));
+        assert!(!same_secret("abc", &digest("abd")));
+        assert!(!same_secret("", &digest("abc")));
     }
 }

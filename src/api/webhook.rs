@@ -10,7 +10,7 @@ use rocket::serde::json::Json;
 use rocket::{post, routes, State};
 
 use super::error::ApiError;
-use super::{App, RequestHeaders};
+use super::{header_pairs, App, RequestHeaders};
 use crate::metrics::WebhookResult;
 use crate::webhook::{self, Accepted, WebhookError};
 
@@ -24,7 +24,7 @@ pub fn stage() -> AdHoc {
 async fn receive(
     secret: &str,
     body: Data<'_>,
-    headers: RequestHeaders,
+    headers: RequestHeaders<'_>,
     app: &State<App>,
 ) -> Result<(Status, Json<Accepted>), ApiError> {
     let result = handle(secret, body, &headers, app).await;
@@ -44,7 +44,7 @@ async fn receive(
 async fn handle(
     secret: &str,
     body: Data<'_>,
-    headers: &RequestHeaders,
+    headers: &RequestHeaders<'_>,
     app: &App,
 ) -> Result<(Status, Json<Accepted>), ApiError> {
     if !app.webhook_secret_matches(secret) {
@@ -55,10 +55,8 @@ async fn handle(
     }
     let limit = app.config.webhook.body_limit;
     let declared = headers
-        .0
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, value)| value.trim().parse::<u64>().ok());
+        .get("content-length")
+        .and_then(|value| value.trim().parse::<u64>().ok());
     if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::TooLarge(limit));
     }
@@ -70,7 +68,8 @@ async fn handle(
     if !bytes.is_complete() {
         return Err(ApiError::TooLarge(limit));
     }
-    let accepted = webhook::accept(&app.engine, &app.config, &headers.pairs(), &bytes)
+    let all = headers.all();
+    let accepted = webhook::accept(&app.engine, &app.config, &header_pairs(&all), &bytes)
         .await
         .map_err(|e| match e {
             WebhookError::BadRequest(why) => ApiError::BadRequest(why),

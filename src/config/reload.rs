@@ -12,10 +12,15 @@
 //! its project dropped by one). Parsing and reading files run on the
 //! blocking pool, never on an async worker thread.
 //!
-//! Folders are watched, not files: editors save by writing a temporary file
-//! and renaming it over the old one, which replaces the inode a file watch
-//! would follow. Events are debounced, so a `git pull` touching fifty files
-//! is one reload.
+//! The projects folder is watched, not its files: editors save by writing a
+//! temporary file and renaming it over the old one, which replaces the inode
+//! a file watch would follow. Events are debounced, so a `git pull` touching
+//! fifty files is one reload.
+//!
+//! `settings.toml` is not watched but looked at twice a second
+//! ([`poll_settings`]): its folder also holds the deployment store, and a
+//! watch on it would wake the watcher's threads for every committed push
+//! (measured: about a tenth of the daemon's CPU under a burst of webhooks).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +41,9 @@ use super::DaemonConfig;
 
 /// Quiet time before a burst of file events becomes one reload.
 const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// How often `settings.toml` is looked at (one `stat`).
+const SETTINGS_POLL: Duration = Duration::from_millis(500);
 
 /// What to reload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,8 +127,8 @@ pub struct Watcher {
     _debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
 }
 
-/// Watch `projects_dir` and the folder of `settings.toml`, sending what
-/// changed to `reloads`.
+/// Watch `projects_dir`, sending the project files that changed to
+/// `reloads`.
 ///
 /// # Errors
 /// The OS refused the watch (inotify limits, a missing folder).
@@ -129,9 +137,9 @@ pub fn watch(
     reloads: mpsc::UnboundedSender<Reload>,
 ) -> Result<Watcher, notify_debouncer_full::notify::Error> {
     let projects_dir = canonical(&config.projects_dir);
+    // Followed by [`poll_settings`], even when it sits among the projects.
     let settings_file = canonical(&config.state_dir).join(SETTINGS_FILE);
     let classify_dir = projects_dir.clone();
-    let classify_settings = settings_file.clone();
     let mut debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
         let events = match result {
             Ok(events) => events,
@@ -143,7 +151,6 @@ pub fn watch(
             }
         };
         let mut projects = Vec::new();
-        let mut settings = false;
         // Reads (wharf's own, an operator's `cat`) and chmod are not edits:
         // reacting to them would make every reload trigger the next.
         let edits = events.iter().filter(|e| {
@@ -153,9 +160,8 @@ pub fn watch(
             )
         });
         for path in edits.flat_map(|e| e.paths.iter()) {
-            if *path == classify_settings {
-                settings = true;
-            } else if path.parent() == Some(classify_dir.as_path())
+            if *path != settings_file
+                && path.parent() == Some(classify_dir.as_path())
                 && is_project_file(path)
                 && !projects.contains(path)
             {
@@ -165,18 +171,58 @@ pub fn watch(
         if !projects.is_empty() {
             let _ = reloads.send(Reload::Projects(projects));
         }
-        if settings {
-            let _ = reloads.send(Reload::Settings);
-        }
     })?;
     debouncer.watch(&projects_dir, RecursiveMode::NonRecursive)?;
-    let settings_dir = settings_file.parent().unwrap_or(Path::new("."));
-    if settings_dir != projects_dir {
-        debouncer.watch(settings_dir, RecursiveMode::NonRecursive)?;
-    }
     Ok(Watcher {
         _debouncer: debouncer,
     })
+}
+
+/// What tells one version of a file from the next without reading it: a
+/// rename over it changes the inode, an edit in place the size or times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileVersion {
+    inode: u64,
+    len: u64,
+    modified: Option<std::time::SystemTime>,
+    changed: (i64, i64),
+}
+
+impl FileVersion {
+    /// `None` when the file cannot be looked at (missing, unreadable
+    /// folder): a file that comes back counts as changed.
+    fn of(path: &Path) -> Option<FileVersion> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileVersion {
+            inode: meta.ino(),
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+}
+
+/// Send [`Reload::Settings`] whenever `settings.toml` changes, until
+/// `reloads` is closed. One `stat` every [`SETTINGS_POLL`].
+pub async fn poll_settings(config: &DaemonConfig, reloads: mpsc::UnboundedSender<Reload>) {
+    let path = canonical(&config.state_dir).join(SETTINGS_FILE);
+    let mut seen = FileVersion::of(&path);
+    let mut ticks = tokio::time::interval(SETTINGS_POLL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if reloads.is_closed() {
+            return;
+        }
+        let now = FileVersion::of(&path);
+        if now != seen {
+            seen = now;
+            if reloads.send(Reload::Settings).is_err() {
+                return;
+            }
+        }
+    }
 }
 
 /// Paths in events are absolute; compare against the canonical folder.

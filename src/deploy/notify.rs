@@ -25,19 +25,11 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Deliver every ended deployment to the matching receivers until the engine
 /// drops its sender.
+///
+/// The HTTP client (and its TLS setup) is built for the first message that
+/// goes out, so a daemon without receivers never builds one.
 pub async fn run(receivers: Vec<NotifyConfig>, mut ended: mpsc::UnboundedReceiver<Deployment>) {
-    let client = match reqwest::Client::builder()
-        .timeout(REQUEST_TIMEOUT)
-        .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
-        Ok(client) => client,
-        Err(e) => {
-            warn!(error = %e, "cannot build the HTTP client: notifications are off");
-            while ended.recv().await.is_some() {}
-            return;
-        }
-    };
+    let mut client: Option<reqwest::Client> = None;
     let receivers: Arc<[NotifyConfig]> = receivers.into();
     while let Some(deployment) = ended.recv().await {
         for receiver in receivers.iter() {
@@ -45,8 +37,22 @@ pub async fn run(receivers: Vec<NotifyConfig>, mut ended: mpsc::UnboundedReceive
             if !receiver.events.is_empty() && !receiver.events.iter().any(|e| e == status) {
                 continue;
             }
+            let client = match &client {
+                Some(client) => client.clone(),
+                None => match reqwest::Client::builder()
+                    .timeout(REQUEST_TIMEOUT)
+                    .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                {
+                    Ok(built) => client.insert(built).clone(),
+                    Err(e) => {
+                        warn!(error = %e, "cannot build the HTTP client: notifications are off");
+                        while ended.recv().await.is_some() {}
+                        return;
+                    }
+                },
+            };
             let body = message(receiver, &deployment);
-            let client = client.clone();
             let url = receiver.url.clone();
             tokio::spawn(deliver(client, url, body, deployment.id.clone()));
         }

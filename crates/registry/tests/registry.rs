@@ -257,7 +257,6 @@ fn client(page_size: Option<u32>) -> Client {
         timeout: Duration::from_secs(10),
         ..ClientConfig::default()
     })
-    .unwrap()
 }
 
 #[tokio::test]

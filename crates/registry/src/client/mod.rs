@@ -27,7 +27,7 @@ mod headers;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
@@ -189,7 +189,10 @@ struct Cached {
 
 /// A registry client; cheap to share (`Arc`), one per daemon.
 pub struct Client {
-    http: reqwest::Client,
+    /// Built on the first request: a daemon that polls nothing never sets
+    /// up TLS (its trust roots alone are ~100 KB of memory).
+    http: OnceLock<Result<reqwest::Client, String>>,
+    connect_timeout: Duration,
     insecure: Arc<[String]>,
     timeout: Duration,
     page_size: Option<u32>,
@@ -197,11 +200,31 @@ pub struct Client {
 }
 
 impl Client {
+    pub fn new(config: ClientConfig) -> Client {
+        Client {
+            http: OnceLock::new(),
+            connect_timeout: config.connect_timeout,
+            insecure: config.insecure_registries.into(),
+            timeout: config.timeout,
+            page_size: config.page_size,
+            logins: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The HTTP client, built the first time it is needed.
+    ///
     /// # Errors
-    /// The HTTP client cannot be built (the TLS backend fails to start).
-    pub fn new(config: ClientConfig) -> Result<Client, RegistryError> {
-        let insecure: Arc<[String]> = config.insecure_registries.into();
-        let for_redirects = Arc::clone(&insecure);
+    /// [`RegistryError::Setup`]: the TLS backend failed to start (it fails
+    /// the same way every time, so the failure is kept).
+    fn http(&self) -> Result<&reqwest::Client, RegistryError> {
+        self.http
+            .get_or_init(|| self.build_http())
+            .as_ref()
+            .map_err(|why| RegistryError::Setup { why: why.clone() })
+    }
+
+    fn build_http(&self) -> Result<reqwest::Client, String> {
+        let for_redirects = Arc::clone(&self.insecure);
         let redirects = reqwest::redirect::Policy::custom(move |attempt| {
             if attempt.previous().len() >= MAX_REDIRECTS {
                 return attempt.error("too many redirects");
@@ -213,22 +236,13 @@ impl Client {
             }
             attempt.follow()
         });
-        let http = reqwest::Client::builder()
+        reqwest::Client::builder()
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
-            .timeout(config.timeout)
-            .connect_timeout(config.connect_timeout)
+            .timeout(self.timeout)
+            .connect_timeout(self.connect_timeout)
             .redirect(redirects)
             .build()
-            .map_err(|e| RegistryError::Setup {
-                why: error_chain(&e),
-            })?;
-        Ok(Client {
-            http,
-            insecure,
-            timeout: config.timeout,
-            page_size: config.page_size,
-            logins: Mutex::new(HashMap::new()),
-        })
+            .map_err(|e| error_chain(&e))
     }
 
     /// Every tag of `repository`, in the registry's order, following
@@ -379,7 +393,7 @@ impl Client {
         let mut authorization = self.cached_login(repository, credentials).await?;
         let mut retried = false;
         loop {
-            let mut request = self.http.request(method.clone(), url.clone());
+            let mut request = self.http()?.request(method.clone(), url.clone());
             if let Some(accept) = accept {
                 request = request.header(ACCEPT, accept);
             }
@@ -521,7 +535,7 @@ impl Client {
         let service = challenge.service.clone().unwrap_or_default();
         let refresh = credentials.and_then(|c| c.identity_token.as_deref());
         let request = match refresh {
-            Some(refresh_token) => self.http.post(url.clone()).form(&[
+            Some(refresh_token) => self.http()?.post(url.clone()).form(&[
                 ("grant_type", "refresh_token"),
                 ("client_id", "wharf"),
                 ("service", service.as_str()),
@@ -533,7 +547,7 @@ impl Client {
                 if !service.is_empty() {
                     query.push(("service", service.as_str()));
                 }
-                let request = self.http.get(url.clone()).query(&query);
+                let request = self.http()?.get(url.clone()).query(&query);
                 match credentials.and_then(|c| c.username.as_deref()) {
                     Some(username) => request
                         .basic_auth(username, credentials.and_then(|c| c.password.as_deref())),

@@ -129,7 +129,6 @@ fn new_client() -> Client {
         timeout: Duration::from_secs(5),
         ..ClientConfig::default()
     })
-    .unwrap()
 }
 
 fn repository(port: u16, path: &str) -> Repository {
@@ -367,8 +366,7 @@ async fn every_page_of_the_tag_list() {
     let client = Client::new(ClientConfig {
         page_size: Some(2),
         ..ClientConfig::default()
-    })
-    .unwrap();
+    });
     assert_eq!(
         client
             .tags(&repository(port, "acme/web"), None)
@@ -515,8 +513,7 @@ async fn a_registry_that_never_answers_times_out() {
     let client = Client::new(ClientConfig {
         timeout: Duration::from_millis(300),
         ..ClientConfig::default()
-    })
-    .unwrap();
+    });
     let error = client
         .tags(&repository(port, "acme/web"), None)
         .await
