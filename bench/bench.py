@@ -135,11 +135,11 @@ def log(message: str) -> None:
 
 
 def wrk(port: int, path: str, body: str, duration: float, limit: int = 0,
-        pid: int | None = None, wait_idle: bool = True) -> dict:
+        pid: int | None = None) -> dict:
     """Run wrk (16 connections, 2 threads) against 127.0.0.1; its summary,
     plus the server's CPU seconds per request when `pid` is given (after
-    waiting for the server to go idle, unless `wait_idle` is false: then
-    whatever it still does after wrk stopped is not counted)."""
+    waiting for the server to go idle: what it still does after wrk stopped
+    belongs to the run)."""
     env = dict(os.environ, BENCH_BODY=body, BENCH_LIMIT=str(limit), BENCH_THREADS=str(THREADS))
     # A count-limited run still gets a time bound: it stops at whichever
     # comes first.
@@ -160,10 +160,7 @@ def wrk(port: int, path: str, body: str, duration: float, limit: int = 0,
     out, err = proc.communicate()
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {err}")
-    if pid:
-        cpu_after = settle(pid) if wait_idle else cpu_seconds(pid)
-    else:
-        cpu_after = 0.0
+    cpu_after = settle(pid) if pid else 0.0
     line = next(l for l in out.splitlines() if l.startswith("WRKJSON "))
     result = json.loads(line[len("WRKJSON "):])
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
@@ -336,12 +333,13 @@ def throughput(args, wharf: Wharf, wharf_full: Wharf, peer: Peer,
     (which goes first alternates), so a change of load on the machine hits
     both sides alike. Ratios are the median of the per-round ratios.
 
-    `wait_idle`: after each run, wait until the server uses no more CPU (the
-    peer's /bin/true children finish, and are counted into its CPU per
-    request). Without it (the client's view) runs follow each other after a
-    fixed pause, each server answering as it does by default: the peer's
-    children that outlive a run share the machine with the next one, as
-    they would with any client."""
+    `wait_idle` (today's method): after each run, wait until the server
+    uses no more CPU; the peer's /bin/true children that outlive the run
+    (after a 5 s run, both cores for ~7 s more) are counted into its CPU
+    per request. Without it (the client's view): before each run, wait until
+    every server is quiet, so that no run starts on the leftovers of
+    another, and take wrk's req/s of each server answering as it does by
+    default; no CPU is counted."""
     results: dict[str, list[dict]] = {}
     scenarios = {
         "wharf_404": (wharf.port, f"/api/webhook/{uuid.uuid4()}", wharf.pid),
@@ -351,10 +349,16 @@ def throughput(args, wharf: Wharf, wharf_full: Wharf, peer: Peer,
         "wharf_accepted_full": (wharf_full.port, wharf_full.webhook_path(), wharf_full.pid),
     }
     view = "settled" if wait_idle else "client view"
-    for port, path, _ in scenarios.values():
-        wrk(port, path, ACCEPTED_BODY, 2)  # warm-up
+    servers = [wharf.pid, wharf_full.pid, peer.pid]
+
+    def quiet() -> None:
         if not wait_idle:
-            time.sleep(PAUSE_S)
+            for pid in servers:
+                settle(pid)
+
+    for port, path, _ in scenarios.values():
+        quiet()
+        wrk(port, path, ACCEPTED_BODY, 2)  # warm-up
     pairs = [("wharf_404", "peer_404"), ("wharf_accepted", "peer_accepted"),
              ("wharf_accepted_full", "peer_accepted")]
     for round_ in range(args.rounds):
@@ -365,8 +369,9 @@ def throughput(args, wharf: Wharf, wharf_full: Wharf, peer: Peer,
         for name in order:
             port, path, pid = scenarios[name]
             log(f"wrk {name} round {round_ + 1}/{args.rounds} ({args.duration}s, {view})")
-            result = wrk(port, path, ACCEPTED_BODY, args.duration, pid=pid,
-                         wait_idle=wait_idle)
+            quiet()
+            result = wrk(port, path, ACCEPTED_BODY, args.duration,
+                         pid=pid if wait_idle else None)
             if "accepted" in name:
                 assert result["status_errors"] == 0, (name, result)
             results.setdefault(name, []).append(result)
@@ -555,7 +560,7 @@ def table(args, t: dict, client: dict, mem: dict, start: dict, deploy: str | Non
         ("accepted push, synchronous = full (fsync per commit)", fmt_rps(wfull),
          fmt_rps(pacc), per_round("wharf_accepted_full"), ""),
         ("  latency p50 / p99", fmt_lat(wfull), fmt_lat(pacc), "", ""),
-        ("client view (no wait for idle between runs): 404",
+        ("client view (each run on a quiet machine, wrk's req/s): 404",
          fmt_rps(client["wharf_404"]), fmt_rps(client["peer_404"]),
          per_round("wharf_404", client), "≥ 1.2×"),
         ("client view: accepted push (synchronous = normal)",
