@@ -17,7 +17,7 @@ use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError, TryLockError};
 
 use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
@@ -83,10 +83,10 @@ pub fn init(level: &str) {
 /// a thread that asked for [`batch_this_thread`] (the daemon's one runtime
 /// thread), which wait in a buffer that [`flush`] writes out in one `write`.
 ///
-/// Under a burst of webhooks the request lines were a `write` each, a sixth
-/// of the CPU of a 404 answer. Batched, a line waits at most until the
-/// runtime has nothing left to do (microseconds when idle), or until 16 KiB
-/// are waiting; `WARN` and `ERROR` lines flush at once, with everything
+/// Under a burst of webhooks the request lines — formatted, then a `write`
+/// each — were a sixth of the CPU of a 404 answer. Batched, a line waits at
+/// most until the runtime has nothing left to do (microseconds when idle),
+/// or until 16 KiB are waiting; `WARN` and `ERROR` lines flush at once, with everything
 /// before them, so the lines an operator needs after a crash are out
 /// before it. A panic flushes too (see [`flush_on_panic`]). Other threads
 /// (the store's writer, the blocking pool, the file watcher) write at once:
@@ -153,11 +153,19 @@ pub fn flush() {
 }
 
 /// The lines waiting go out before a panic's message (and before an abort
-/// could lose them).
+/// could lose them). Only if the buffer is free: a panic while this thread
+/// holds it must not wait for itself.
 pub fn flush_on_panic() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        flush();
+        let pending = match PENDING.try_lock() {
+            Ok(pending) => Some(pending),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        };
+        if let Some(mut pending) = pending {
+            write_out(&mut pending);
+        }
         previous(info);
     }));
 }
@@ -227,6 +235,24 @@ fn priority(level: Level) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batched_lines_wait_until_a_flush_or_an_urgent_line() {
+        let pending = || PENDING.lock().unwrap().len();
+        let line = b"(a log line of the logging unit test)\n";
+        LineWriter { urgent: false }.write_all(line).unwrap();
+        LineWriter { urgent: false }.write_all(line).unwrap();
+        assert_eq!(pending(), 2 * line.len());
+        flush();
+        assert_eq!(pending(), 0);
+        LineWriter { urgent: false }.write_all(line).unwrap();
+        LineWriter { urgent: true }.write_all(line).unwrap();
+        assert_eq!(pending(), 0, "an urgent line takes the waiting ones along");
+        for _ in 0..=BATCH_LIMIT / line.len() {
+            LineWriter { urgent: false }.write_all(line).unwrap();
+        }
+        assert!(pending() < BATCH_LIMIT, "a full buffer is written out");
+    }
 
     #[test]
     fn levels_map_to_syslog_priorities() {
