@@ -19,12 +19,11 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use common::registry::{Pusher, OCI_MANIFEST};
 use common::registry_or_skip;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use support::{script_project, Wharf};
 
-const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const WAIT: Duration = Duration::from_secs(30);
 /// Long enough for several 1 s polls (each ±10 %).
 const SOME_POLLS: Duration = Duration::from_millis(3500);
@@ -33,8 +32,7 @@ const SOME_POLLS: Duration = Duration::from_millis(3500);
 /// that can be stopped and started again) and the login that pushes to it.
 struct Registry {
     server: common::Registry,
-    login: Option<(String, String)>,
-    http: reqwest::Client,
+    pusher: Pusher,
 }
 
 impl Registry {
@@ -43,11 +41,8 @@ impl Registry {
             Some((user, password)) => common::Registry::start_private(user, password),
             None => common::Registry::start(None),
         };
-        Registry {
-            server,
-            login: login.map(|(u, p)| (u.to_string(), p.to_string())),
-            http: reqwest::Client::new(),
-        }
+        let pusher = Pusher::new(&server, login);
+        Registry { server, pusher }
     }
 
     fn resume(&mut self) {
@@ -62,72 +57,14 @@ impl Registry {
         self.server.host()
     }
 
-    fn authed(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.login {
-            Some((user, password)) => request.basic_auth(user, Some(password)),
-            None => request,
-        }
-    }
-
-    async fn blob(&self, repository: &str, bytes: &[u8]) -> (String, usize) {
-        let digest = sha256(bytes);
-        let base = format!("http://{}", self.host());
-        let started = self
-            .authed(
-                self.http
-                    .post(format!("{base}/v2/{repository}/blobs/uploads/")),
-            )
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(started.status(), 202, "start upload: {started:?}");
-        let location = started.headers()["location"].to_str().unwrap();
-        let mut url = reqwest::Url::parse(&base).unwrap().join(location).unwrap();
-        url.query_pairs_mut().append_pair("digest", &digest);
-        let done = self
-            .authed(self.http.put(url))
-            .header("content-type", "application/octet-stream")
-            .body(bytes.to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(done.status(), 201, "finish upload: {done:?}");
-        (digest, bytes.len())
-    }
-
     /// Push an image whose content is `marker` under `tag`; its digest.
     async fn push(&self, repository: &str, tag: &str, marker: &str) -> String {
-        let config = format!(
-            r#"{{"architecture":"amd64","os":"linux","config":{{"Labels":{{"marker":"{marker}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
-        );
-        let (config_digest, config_size) = self.blob(repository, config.as_bytes()).await;
-        let (layer_digest, layer_size) = self
-            .blob(repository, format!("layer {marker}").as_bytes())
+        let (digest, _, _) = self
+            .pusher
+            .image(repository, tag, marker, OCI_MANIFEST)
             .await;
-        let manifest = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config_digest}","size":{config_size}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{layer_digest}","size":{layer_size}}}]}}"#
-        );
-        let response = self
-            .authed(self.http.put(format!(
-                "http://{}/v2/{repository}/manifests/{tag}",
-                self.host()
-            )))
-            .header("content-type", MANIFEST)
-            .body(manifest.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
-        sha256(manifest.as_bytes())
+        digest
     }
-}
-
-fn sha256(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
 }
 
 /// A project `web` on `registry`'s `acme/web`, deployed by a script that

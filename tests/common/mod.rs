@@ -9,10 +9,14 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod registry;
 
-use std::io::Read;
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+// Not every test binary uses each of them.
+#[allow(unused_imports)]
+pub use registry::{free_port, registry_or_skip, Registry, REGISTRY};
+use registry::{http_answer, skip_unless};
+
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,8 +26,6 @@ use crate::support::Wharf;
 
 /// Where Debian's busybox-static puts its binary.
 pub const BUSYBOX: &str = "/bin/busybox";
-/// Debian's docker-registry (CNCF distribution 2.8).
-pub const REGISTRY: &str = "/usr/bin/docker-registry";
 
 /// True when the engine and the test tools are there. Otherwise prints why
 /// and returns false, or panics when `WHARF_REQUIRE_DOCKER=1`.
@@ -48,29 +50,6 @@ pub fn docker_or_skip(test: &str) -> bool {
         None
     };
     skip_unless(test, missing)
-}
-
-/// True when Debian's docker-registry is there (tests that need a registry
-/// but no engine). Otherwise as [`docker_or_skip`].
-pub fn registry_or_skip(test: &str) -> bool {
-    let missing = (!Path::new(REGISTRY).exists())
-        .then(|| format!("{REGISTRY} is missing (apt-get install docker-registry)"));
-    skip_unless(test, missing)
-}
-
-/// `missing == None`: go on. Else print why and skip, or panic when
-/// `WHARF_REQUIRE_DOCKER=1`.
-fn skip_unless(test: &str, missing: Option<String>) -> bool {
-    match missing {
-        None => true,
-        Some(why) if std::env::var("WHARF_REQUIRE_DOCKER").as_deref() == Ok("1") => {
-            panic!("{test}: {why}, and WHARF_REQUIRE_DOCKER=1")
-        }
-        Some(why) => {
-            eprintln!("SKIPPED {test}: {why} (set WHARF_REQUIRE_DOCKER=1 to fail instead)");
-            false
-        }
-    }
 }
 
 /// A dynamically linked busybox would not run in a `FROM scratch` image:
@@ -109,15 +88,6 @@ fn is_static_busybox(path: &Path) -> bool {
 /// and repository names.
 pub fn unique(test: &str) -> String {
     format!("{test}-{}", std::process::id())
-}
-
-/// A port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Run the docker CLI; panics with its stderr when it fails.
@@ -230,117 +200,6 @@ pub fn build_and_push(tag: &str, behaviour: &Behaviour) {
     docker(&["push", tag]);
 }
 
-/// A `docker-registry` on a free loopback port, storing into a temp folder.
-/// The engine treats 127.0.0.0/8 registries as insecure, so plain HTTP works.
-/// It can be stopped and started again on the same port with the same data.
-pub struct Registry {
-    pub port: u16,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-impl Registry {
-    /// Start it; with `notify`, its notifications go to that URL (wharf's
-    /// webhook), which is how a real registry triggers wharf.
-    pub fn start(notify: Option<&str>) -> Registry {
-        Registry::start_with(notify, None)
-    }
-
-    /// A registry that serves only `user` with `password` (htpasswd, the
-    /// distribution registry's basic auth): anonymous pulls are refused.
-    pub fn start_private(user: &str, password: &str) -> Registry {
-        Registry::start_with(None, Some((user, password)))
-    }
-
-    fn start_with(notify: Option<&str>, login: Option<(&str, &str)>) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.path().join("data").display()
-        );
-        if let Some(url) = notify {
-            config.push_str(&format!(
-                "notifications:\n  endpoints:\n    - name: wharf\n      url: {url}\n      timeout: 2s\n      threshold: 1\n      backoff: 1s\n"
-            ));
-        }
-        if let Some((user, password)) = login {
-            let hash = bcrypt::hash(password, 5).unwrap();
-            let htpasswd = dir.path().join("htpasswd");
-            std::fs::write(&htpasswd, format!("{user}:{hash}\n")).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: wharf-test\n    path: {}\n",
-                htpasswd.display()
-            ));
-        }
-        std::fs::write(dir.path().join("config.yml"), config).unwrap();
-        let log = dir.path().join("registry.log");
-        let mut registry = Registry {
-            port,
-            child: None,
-            dir,
-            log,
-        };
-        registry.resume();
-        registry
-    }
-
-    /// Start it again after [`Registry::stop`] (same port, same data), and
-    /// wait until it answers.
-    pub fn resume(&mut self) {
-        let path = self.dir.path();
-        let child = Command::new(REGISTRY)
-            .arg("serve")
-            .arg(path.join("config.yml"))
-            .stdin(Stdio::null())
-            .stdout(std::fs::File::create(&self.log).unwrap())
-            .stderr(std::fs::File::create(path.join("registry.err")).unwrap())
-            .spawn()
-            .expect("start docker-registry");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        // 200, or 401 from a registry that wants a login.
-        while http_answer(self.port, "/v2/").is_none() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not answer on port {}: {}",
-                self.port,
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Kill it (a registry that is down).
-    pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// `127.0.0.1:<port>`, the registry part of image names.
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn output(&self) -> String {
-        let err = self.log.with_file_name("registry.err");
-        format!(
-            "{}{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default(),
-            std::fs::read_to_string(err).unwrap_or_default()
-        )
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Removes, on drop, every container labelled with one of `projects` or
 /// named with one of `names`, and every image of `repositories` (prefixes
 /// such as `127.0.0.1:5000/`). Runs when a test fails too.
@@ -400,24 +259,6 @@ impl Drop for Cleanup {
 pub fn http_get(port: u16, path: &str) -> Option<String> {
     let (status, body) = http_answer(port, path)?;
     (status == "200").then_some(body)
-}
-
-/// GET `path` from 127.0.0.1:`port`: the status code and the body of any
-/// HTTP answer.
-fn http_answer(port: u16, path: &str) -> Option<(String, String)> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    use std::io::Write;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    let status = head.split_whitespace().nth(1)?;
-    Some((status.to_string(), body.to_string()))
 }
 
 /// What `127.0.0.1:port/` serves, trimmed, polling until `expected` or
