@@ -306,6 +306,20 @@ impl<'a> Routed<'a> {
             .map(|state| state.spec.upstream.container_id))
     }
 
+    /// [`Routed::serving`], asked before a deployment touches anything: a
+    /// proxy that does not answer refuses the deployment (the proxy must be
+    /// there to switch to the new version).
+    ///
+    /// # Errors
+    /// [`DeployError::Unavailable`]: the proxy does not answer.
+    pub async fn serving_before_deploy(&self) -> Result<Option<String>, DeployError> {
+        self.serving().await.map_err(|e| {
+            DeployError::Unavailable(format!(
+                "{e}; the route's proxy must answer before its stage deploys; nothing was changed"
+            ))
+        })
+    }
+
     /// Wait until nothing is in flight on `old`, or `drain` has passed.
     /// A proxy that stops answering ends the wait early (logged): the old
     /// container's requests are then its own.

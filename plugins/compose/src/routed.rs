@@ -63,11 +63,7 @@ pub async fn run(
         route.listen,
         wharf_plugin_api::duration::format(settings.timeout)
     ));
-    let serving = routed.serving().await.map_err(|e| {
-        DeployError::Unavailable(format!(
-            "{e}; the route's proxy must answer before its stage deploys; nothing was changed"
-        ))
-    })?;
+    let serving = routed.serving_before_deploy().await?;
     let ids = compose
         .container_ids(&value, log, &limits)
         .await

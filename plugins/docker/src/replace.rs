@@ -107,11 +107,7 @@ pub async fn stage(
         &request.stage,
     )?;
     let serving = match &routed {
-        Some(routed) => routed.serving().await.map_err(|e| {
-            DeployError::Unavailable(format!(
-                "{e}; the route's proxy must answer before its stage deploys; nothing was changed"
-            ))
-        })?,
+        Some(routed) => routed.serving_before_deploy().await?,
         None => None,
     };
     recover(engine, &name, log, serving.as_deref())
